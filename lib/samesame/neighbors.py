@@ -1,0 +1,137 @@
+"""Exact k-nearest neighbours and the threshold rule that turns them into match sets.
+
+Every signal (phash bits, CNN embeddings, TF-IDF titles) goes through the same
+shape: ``(dist, idx)`` arrays of shape (n, k), sorted so smaller distance = closer,
+with the listing itself in column 0. Thresholds then cut each row, so a threshold
+sweep costs one kNN search, not one search per threshold.
+"""
+
+from __future__ import annotations
+
+from typing import Iterable, Sequence
+
+import faiss
+import numpy as np
+import pandas as pd
+import scipy.sparse as sp
+
+from .metrics import scores_from_counts
+
+MAX_MATCHES = 50  # Kaggle's cap on the number of predicted matches per listing
+METRICS = ("cosine", "euclidean", "hamming")
+
+
+def l2_normalize(x: np.ndarray) -> np.ndarray:
+    """Rows scaled to unit length (zero rows stay zero), as float32."""
+    x = np.asarray(x, dtype=np.float32)
+    norms = np.linalg.norm(x, axis=1, keepdims=True)
+    return x / np.maximum(norms, 1e-12)
+
+
+def knn(emb, k: int = MAX_MATCHES, metric: str = "cosine", chunk: int = 4096) -> tuple[np.ndarray, np.ndarray]:
+    """Exact kNN of every row against all rows: ``(dist, idx)``, self in column 0.
+
+    ``metric``: "cosine" (distance 1 - cos), "euclidean", or "hamming" for packed
+    uint8 bit codes (see :func:`samesame.phash.pack_bits`). A scipy sparse matrix
+    (TF-IDF) is searched by cosine in row chunks, so the n x n similarity matrix
+    is never held at once.
+    """
+    if metric not in METRICS:
+        raise ValueError(f"unknown metric {metric!r}; choose one of {METRICS}")
+    n = emb.shape[0]
+    if n == 0:
+        raise ValueError("kNN over zero rows")
+    k = min(k, n)
+    if sp.issparse(emb):
+        if metric != "cosine":
+            raise ValueError("sparse input supports the cosine metric only")
+        dist, idx = _knn_sparse_cosine(emb, k, chunk)
+    elif metric == "hamming":
+        codes = np.ascontiguousarray(emb, dtype=np.uint8)
+        index = faiss.IndexBinaryFlat(codes.shape[1] * 8)
+        index.add(codes)
+        dist, idx = index.search(codes, k)
+        dist = dist.astype(np.float32)
+    elif metric == "cosine":
+        x = l2_normalize(emb)
+        index = faiss.IndexFlatIP(x.shape[1])
+        index.add(x)
+        sim, idx = index.search(x, k)
+        dist = 1.0 - sim
+    else:
+        x = np.ascontiguousarray(emb, dtype=np.float32)
+        index = faiss.IndexFlatL2(x.shape[1])
+        index.add(x)
+        sq, idx = index.search(x, k)
+        dist = np.sqrt(np.maximum(sq, 0.0))
+    return _self_first(dist.astype(np.float32), idx.astype(np.int64))
+
+
+def _knn_sparse_cosine(x: sp.spmatrix, k: int, chunk: int) -> tuple[np.ndarray, np.ndarray]:
+    """Top-k cosine neighbours of L2-normalised sparse rows, one row block at a time."""
+    x = sp.csr_matrix(x, dtype=np.float32)
+    xt = x.T.tocsc()
+    n = x.shape[0]
+    dist = np.empty((n, k), dtype=np.float32)
+    idx = np.empty((n, k), dtype=np.int64)
+    for start in range(0, n, chunk):
+        sims = (x[start:start + chunk] @ xt).toarray()
+        top = np.argpartition(-sims, k - 1, axis=1)[:, :k] if k < n else np.tile(np.arange(n), (len(sims), 1))
+        top_sims = np.take_along_axis(sims, top, axis=1)
+        order = np.argsort(-top_sims, axis=1, kind="stable")
+        idx[start:start + chunk] = np.take_along_axis(top, order, axis=1)
+        dist[start:start + chunk] = 1.0 - np.take_along_axis(top_sims, order, axis=1)
+    return dist, idx
+
+
+def _self_first(dist: np.ndarray, idx: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Put each row's own listing in column 0 at distance 0.
+
+    Exact duplicates can outrank the listing itself (ties), and with k < n it may
+    even fall off the list; the metric needs it present, so it is forced in.
+    """
+    rows = np.arange(len(idx))
+    bad = np.flatnonzero(idx[:, 0] != rows)
+    for r in bad:
+        others = idx[r] != r
+        keep_idx, keep_dist = idx[r][others], dist[r][others]
+        idx[r] = np.concatenate(([r], keep_idx))[: idx.shape[1]]
+        dist[r] = np.concatenate(([0.0], keep_dist))[: idx.shape[1]]
+    dist[:, 0] = 0.0
+    return dist, idx
+
+
+def within_threshold(dist: np.ndarray, idx: np.ndarray, threshold: float,
+                     max_matches: int = MAX_MATCHES) -> np.ndarray:
+    """Boolean (n, k) mask of the neighbours kept by ``dist <= threshold`` (self always, cap applied)."""
+    keep = (dist <= threshold) & (idx >= 0)
+    keep[:, 0] = True
+    keep[:, max_matches:] = False
+    return keep
+
+
+def matches_from_knn(dist: np.ndarray, idx: np.ndarray, threshold: float,
+                     max_matches: int = MAX_MATCHES) -> list[np.ndarray]:
+    """Match sets (row positions, self first) of every listing at one distance threshold."""
+    keep = within_threshold(dist, idx, threshold, max_matches)
+    return [row[k] for row, k in zip(idx, keep)]
+
+
+def sweep_thresholds(dist: np.ndarray, idx: np.ndarray, labels: Sequence,
+                     thresholds: Iterable[float], max_matches: int = MAX_MATCHES) -> pd.DataFrame:
+    """Mean precision/recall/F1 at each threshold, from one kNN result (labels = label_group per row)."""
+    labels = np.asarray(labels)
+    _, codes, counts = np.unique(labels, return_inverse=True, return_counts=True)
+    codes = codes.ravel()
+    same = (codes[np.maximum(idx, 0)] == codes[:, None]) & (idx >= 0)
+    rows = []
+    for t in thresholds:
+        keep = within_threshold(dist, idx, t, max_matches)
+        s = scores_from_counts(keep.sum(1), counts[codes], (keep & same).sum(1))
+        rows.append({"threshold": float(t), **s.as_dict()})
+    return pd.DataFrame(rows)
+
+
+def best_threshold(sweep: pd.DataFrame) -> float:
+    """The threshold with the highest mean F1 (the smallest one on ties)."""
+    return float(sweep.loc[sweep["mean_f1"].idxmax(), "threshold"])
