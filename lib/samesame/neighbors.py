@@ -8,6 +8,7 @@ sweep costs one kNN search, not one search per threshold.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Iterable, Sequence
 
 import faiss
@@ -135,3 +136,35 @@ def sweep_thresholds(dist: np.ndarray, idx: np.ndarray, labels: Sequence,
 def best_threshold(sweep: pd.DataFrame) -> float:
     """The threshold with the highest mean F1 (the smallest one on ties)."""
     return float(sweep.loc[sweep["mean_f1"].idxmax(), "threshold"])
+
+
+@dataclass
+class TunedThreshold:
+    """A threshold chosen on the train split and the curves on both splits (test never chooses)."""
+
+    threshold: float
+    train: pd.DataFrame
+    test: pd.DataFrame
+
+    def at_threshold(self, split: str) -> pd.Series:
+        sweep = self.train if split == "train" else self.test
+        return sweep.loc[(sweep["threshold"] - self.threshold).abs().idxmin()]
+
+    def summary(self) -> dict:
+        """The metrics.json object: threshold, train/test mean F1 (and precision, recall)."""
+        out = {"threshold": self.threshold}
+        for split in ("train", "test"):
+            row = self.at_threshold(split)
+            out.update({f"{split}_mean_f1": row["mean_f1"], f"{split}_mean_precision": row["mean_precision"],
+                        f"{split}_mean_recall": row["mean_recall"]})
+        return out
+
+
+def tune_threshold(train_knn: tuple[np.ndarray, np.ndarray], train_labels: Sequence,
+                   test_knn: tuple[np.ndarray, np.ndarray], test_labels: Sequence,
+                   thresholds: Iterable[float]) -> TunedThreshold:
+    """Sweep both splits, pick the best train threshold, report test at that threshold."""
+    thresholds = list(thresholds)
+    train = sweep_thresholds(*train_knn, train_labels, thresholds)
+    test = sweep_thresholds(*test_knn, test_labels, thresholds)
+    return TunedThreshold(best_threshold(train), train, test)

@@ -1,0 +1,97 @@
+"""The run folder: what a run produced, in one place, comparable across runs.
+
+``runs/<RUN>/`` holds the executed notebooks, ``params.yaml``, ``figures/``,
+``models/``, ``submission.csv`` and ``metrics.json`` (one object per notebook).
+``runs/leaderboard.csv`` has one row per (run, notebook, metric) over all runs.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+METRICS_FILE = "metrics.json"
+LEADERBOARD_FILE = "leaderboard.csv"
+
+
+def _plain(value: Any) -> Any:
+    """JSON-ready copy: numpy scalars/arrays to Python, NaN to None, keys to str."""
+    if isinstance(value, dict):
+        return {str(k): _plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple, np.ndarray)):
+        return [_plain(v) for v in value]
+    if isinstance(value, np.generic):
+        value = value.item()
+    if isinstance(value, float) and math.isnan(value):
+        return None
+    if isinstance(value, Path):
+        return str(value)
+    return value
+
+
+class Run:
+    """Handle on one run folder, used by every notebook to record what it found."""
+
+    def __init__(self, path: str | Path):
+        self.path = Path(path)
+        for sub in ("figures", "models"):
+            (self.path / sub).mkdir(parents=True, exist_ok=True)
+
+    @property
+    def name(self) -> str:
+        return self.path.name
+
+    def metrics(self) -> dict:
+        """Everything recorded so far ({} for a fresh run)."""
+        f = self.path / METRICS_FILE
+        return json.loads(f.read_text()) if f.exists() else {}
+
+    def record(self, notebook: str, metrics: dict) -> dict:
+        """Merge ``metrics`` into this notebook's object in metrics.json (atomic write)."""
+        all_metrics = self.metrics()
+        all_metrics.setdefault(notebook, {}).update(_plain(metrics))
+        tmp = self.path / (METRICS_FILE + ".tmp")
+        tmp.write_text(json.dumps(all_metrics, indent=2, sort_keys=False))
+        os.replace(tmp, self.path / METRICS_FILE)
+        return all_metrics[notebook]
+
+    def figure_path(self, name: str) -> Path:
+        return self.path / "figures" / f"{name}.png"
+
+    def save_figure(self, fig, name: str) -> Path:
+        """Write a matplotlib figure to figures/<name>.png (and keep showing it in the notebook)."""
+        path = self.figure_path(name)
+        fig.savefig(path, dpi=110, bbox_inches="tight")
+        return path
+
+
+def flatten_metrics(metrics: dict, prefix: str = "") -> dict[str, Any]:
+    """{"a": {"b": 1}} -> {"a.b": 1}, keeping numbers and strings (lists are skipped)."""
+    flat: dict[str, Any] = {}
+    for key, value in metrics.items():
+        name = f"{prefix}{key}"
+        if isinstance(value, dict):
+            flat.update(flatten_metrics(value, name + "."))
+        elif isinstance(value, (int, float, str, bool)) and value is not None:
+            flat[name] = value
+    return flat
+
+
+def update_leaderboard(run: Run, runs_root: str | Path) -> pd.DataFrame:
+    """Rewrite this run's rows of runs/leaderboard.csv from its metrics.json."""
+    board_path = Path(runs_root) / LEADERBOARD_FILE
+    rows = [
+        {"run": run.name, "notebook": notebook, "metric": metric, "value": value}
+        for notebook, values in run.metrics().items()
+        for metric, value in flatten_metrics(values).items()
+    ]
+    board = pd.read_csv(board_path, dtype={"run": str}) if board_path.exists() else pd.DataFrame(columns=["run", "notebook", "metric", "value"])
+    board = pd.concat([board[board["run"] != run.name], pd.DataFrame(rows)], ignore_index=True)
+    board.to_csv(board_path, index=False)
+    return board
