@@ -1,0 +1,85 @@
+import pandas as pd
+import pytest
+
+from samesame.data import DataError, decode_title, group_sizes, load_dataset, read_listings, split_by_group
+from conftest import write_listings
+
+ROW = {"posting_id": "train_1", "image": "a.jpg", "image_phash": "94974f937d4c2433", "title": "x", "label_group": 1}
+
+
+def test_loads_the_kaggle_layout(tiny_kaggle):
+    ds = load_dataset(tiny_kaggle)
+    assert len(ds.train) == 7 and len(ds.test) == 2
+    assert ds.image_counts() == {"train": 2, "test": 0}
+    assert ds.train["image_path"].iloc[0].endswith("train_images/img0.jpg")
+    assert ds.train["image_path"].iloc[2] is None
+    assert ds.train["title"].iloc[6] == "❤ Sepatu Putih Wanita"
+    assert ds.solution is None
+
+
+def test_decode_title_escapes():
+    assert decode_title(r"\xe2\x80\x9cH-108\xe2\x80\x9d sepatu") == "“H-108” sepatu"
+    assert decode_title("plain \\ title") == "plain \\ title"
+    assert decode_title(r"broken \xe2 byte") == "broken \ufffd byte"
+
+
+@pytest.mark.parametrize("change, message", [
+    (lambda r: [{k: v for k, v in x.items() if k != "title"} for x in r], "missing \\['title'\\]"),
+    (lambda r: [x | {"price": 1} for x in r], "unexpected \\['price'\\]"),
+    (lambda r: r + [r[0]], "duplicate posting_id: line 2 .*line 4"),
+    (lambda r: [r[0] | {"image_phash": "xyz"}, r[1]], "not 16 hex digits: line 2"),
+    (lambda r: [r[0], r[1] | {"label_group": "abc"}], "label_group is not an integer: line 3"),
+])
+def test_schema_errors_name_the_file_and_rows(tmp_path, change, message):
+    rows = [ROW, ROW | {"posting_id": "train_2"}]
+    path = write_listings(tmp_path, change(rows))
+    with pytest.raises(DataError, match=message):
+        read_listings(path, labelled=True)
+
+
+def test_empty_and_missing_files(tmp_path):
+    (tmp_path / "train.csv").write_text("")
+    with pytest.raises(DataError, match="is empty"):
+        read_listings(tmp_path / "train.csv", labelled=True)
+    (tmp_path / "train.csv").write_text("posting_id,image,image_phash,title,label_group\n")
+    with pytest.raises(DataError, match="no rows"):
+        read_listings(tmp_path / "train.csv", labelled=True)
+    with pytest.raises(DataError, match="not found"):
+        read_listings(tmp_path / "nope.csv", labelled=True)
+    with pytest.raises(DataError, match="does not exist"):
+        load_dataset(tmp_path / "nothing-here")
+
+
+def test_test_csv_must_not_have_labels(tmp_path):
+    path = write_listings(tmp_path, [ROW], name="test.csv")
+    with pytest.raises(DataError, match="unexpected \\['label_group'\\]"):
+        read_listings(path, labelled=False)
+
+
+def test_csv_only_folder_is_supported(tmp_path):
+    write_listings(tmp_path, [ROW, ROW | {"posting_id": "train_2"}])
+    ds = load_dataset(tmp_path)
+    assert ds.image_counts() == {"train": 0, "test": 0}
+    assert len(ds.test) == 0
+
+
+def test_split_by_group_is_disjoint_deterministic_and_sized():
+    df = pd.DataFrame({"posting_id": [f"p{i}" for i in range(6000)], "label_group": [i // 3 for i in range(6000)]})
+    tr, te = split_by_group(df, 0.3, seed=0)
+    assert set(tr.label_group).isdisjoint(te.label_group)
+    assert len(tr) + len(te) == len(df)
+    assert 0.27 < te.label_group.nunique() / 2000 < 0.33
+    tr2, te2 = split_by_group(df.sample(frac=1, random_state=1), 0.3, seed=0)
+    assert set(te2.label_group) == set(te.label_group)  # order of rows does not matter
+    assert set(split_by_group(df, 0.3, seed=1)[1].label_group) != set(te.label_group)
+    assert te.index.tolist() == list(range(len(te)))
+    with pytest.raises(ValueError):
+        split_by_group(df, 1.0)
+
+
+def test_real_dev_table_loads(shopee_dev):
+    ds = load_dataset(shopee_dev)
+    assert len(ds.train) == 24293 and ds.train.label_group.nunique() == 7765
+    assert group_sizes(ds.train).loc[2] == 4892
+    assert not ds.train["title"].str.contains(r"\\x[0-9a-f]{2}", regex=True).any()
+    assert ds.image_counts()["test"] == 3

@@ -1,0 +1,34 @@
+import json
+
+import numpy as np
+import pandas as pd
+
+from samesame.runs import Run, flatten_metrics, update_leaderboard
+
+
+def test_record_merges_per_notebook_and_makes_json_plain(tmp_path):
+    run = Run(tmp_path / "r1")
+    run.record("02_phash", {"threshold": np.int64(8), "train_mean_f1": np.float32(0.5)})
+    run.record("02_phash", {"test_mean_f1": float("nan")})
+    run.record("01_eda", {"groups_of_size": {2: 5}})
+    data = json.loads((tmp_path / "r1" / "metrics.json").read_text())
+    assert data["02_phash"] == {"threshold": 8, "train_mean_f1": 0.5, "test_mean_f1": None}
+    assert data["01_eda"] == {"groups_of_size": {"2": 5}}
+    assert (tmp_path / "r1" / "figures").is_dir() and (tmp_path / "r1" / "models").is_dir()
+
+
+def test_flatten_keeps_scalars_only():
+    assert flatten_metrics({"a": {"b": 1, "c": [1, 2], "d": None}, "e": "x"}) == {"a.b": 1, "e": "x"}
+
+
+def test_leaderboard_replaces_the_runs_rows(tmp_path):
+    r1, r2 = Run(tmp_path / "r1"), Run(tmp_path / "r2")
+    r1.record("02_phash", {"test_mean_f1": 0.6})
+    r2.record("02_phash", {"test_mean_f1": 0.7})
+    update_leaderboard(r1, tmp_path)
+    update_leaderboard(r2, tmp_path)
+    r1.record("02_phash", {"test_mean_f1": 0.65})
+    board = update_leaderboard(r1, tmp_path)
+    on_disk = pd.read_csv(tmp_path / "leaderboard.csv")
+    assert len(on_disk) == 2 and len(board) == 2
+    assert on_disk.set_index("run").loc["r1", "value"] == 0.65

@@ -1,0 +1,41 @@
+import numpy as np
+import pandas as pd
+import pytest
+
+from samesame.submission import SubmissionError, build_submission, score_submission, validate_submission, write_submission
+
+TEST = pd.DataFrame({"posting_id": ["t0", "t1", "t2"]})
+
+
+def test_build_puts_self_first_and_caps_at_50():
+    big = pd.DataFrame({"posting_id": [f"t{i}" for i in range(60)]})
+    sub = build_submission(big, [np.array([5, 1, 0, 1])] + [np.arange(60)] * 59)
+    assert sub["matches"].iloc[0] == "t0 t5 t1"
+    assert len(sub["matches"].iloc[1].split()) == 50 and sub["matches"].iloc[1].split()[0] == "t1"
+    validate_submission(sub, big)
+
+
+def test_build_adds_self_to_an_empty_prediction():
+    sub = build_submission(TEST, [np.array([], dtype=int), np.array([2]), np.array([2, 1])])
+    assert sub["matches"].tolist() == ["t0", "t1 t2", "t2 t1"]
+
+
+@pytest.mark.parametrize("rows, message", [
+    ([("t0", "t0"), ("t1", "t1")], "1 test listings missing"),
+    ([("t0", "t0"), ("t1", "t1"), ("t2", "t2"), ("t2", "t2")], "more than once"),
+    ([("t0", "t1"), ("t1", "t1"), ("t2", "t2")], "lack themselves"),
+    ([("t0", "t0 x9"), ("t1", "t1"), ("t2", "t2")], "not test listings"),
+])
+def test_validation_errors(rows, message):
+    with pytest.raises(SubmissionError, match=message):
+        validate_submission(pd.DataFrame(rows, columns=["posting_id", "matches"]), TEST)
+
+
+def test_write_validates_and_scores(tmp_path):
+    sub = build_submission(TEST, [np.array([0, 1]), np.array([1, 0]), np.array([2])])
+    path = write_submission(sub, TEST, tmp_path / "submission.csv")
+    assert pd.read_csv(path).equals(sub)
+    solution = pd.DataFrame({"posting_id": ["t0", "t1", "t2"], "matches": ["t0 t1", "t0 t1", "t2"]})
+    assert score_submission(sub, solution).mean_f1 == 1.0
+    solution.loc[2, "matches"] = "t2 t0"
+    assert score_submission(sub, solution).per_row.loc["t2", "f1"] == pytest.approx(2 / 3)
