@@ -168,3 +168,25 @@ def tune_threshold(train_knn: tuple[np.ndarray, np.ndarray], train_labels: Seque
     train = sweep_thresholds(*train_knn, train_labels, thresholds)
     test = sweep_thresholds(*test_knn, test_labels, thresholds)
     return TunedThreshold(best_threshold(train), train, test)
+
+
+def exclude_rows(dist: np.ndarray, idx: np.ndarray, usable: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Make listings without a usable signal (e.g. no image) nobody's neighbour, and match only themselves.
+
+    Their distances become +inf, so no threshold keeps them; the rows stay, so no
+    listing is dropped and other signals can still match them.
+    """
+    usable = np.asarray(usable, dtype=bool)
+    dist = dist.copy()
+    dist[~usable[np.maximum(idx, 0)] | (idx < 0)] = np.inf
+    dist[~usable, 1:] = np.inf
+    dist[:, 0] = 0.0
+    return dist, idx
+
+
+def threshold_grid(dist: np.ndarray, n: int = 60) -> np.ndarray:
+    """Candidate thresholds spanning the observed neighbour distances (any metric, any scale)."""
+    finite = dist[:, 1:][np.isfinite(dist[:, 1:])]
+    if finite.size == 0:
+        return np.array([0.0])
+    return np.unique(np.quantile(finite, np.linspace(0, 0.5, n)).round(4))

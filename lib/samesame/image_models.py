@@ -1,0 +1,96 @@
+"""Image embeddings as a matching signal: embed both splits, search, tune on train, report both.
+
+This is what 03_backbone_compare and 05_metric compute, kept here so it is tested
+and shared: a backbone whose weights cannot be had becomes a *skipped* row with
+its reason, never a silently random model.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from .backbones import BackboneUnavailable, load_backbone
+from .embed import Embeddings, embed_images
+from .neighbors import exclude_rows, knn, threshold_grid, tune_threshold, TunedThreshold
+
+SPLITS = ("train", "test")
+
+
+@dataclass
+class ImageSignal:
+    """One backbone's embeddings of both splits (vectors, per-image status)."""
+
+    backbone: str
+    weights: str
+    embeddings: dict[str, Embeddings] = field(default_factory=dict)
+
+    def knn(self, split: str, metric: str = "cosine") -> tuple[np.ndarray, np.ndarray]:
+        """kNN within one split; listings without a usable image match only themselves here."""
+        emb = self.embeddings[split]
+        return exclude_rows(*knn(emb.vectors, metric=metric), emb.ok)
+
+    def tune(self, labels: dict[str, pd.Series], metric: str = "cosine") -> TunedThreshold:
+        """Threshold tuned on train, test reported at it."""
+        train_knn, test_knn = self.knn("train", metric), self.knn("test", metric)
+        return tune_threshold(train_knn, labels["train"], test_knn, labels["test"], threshold_grid(train_knn[0]))
+
+
+def embed_splits(name: str, splits: dict[str, pd.DataFrame], *, input_size: int | None = None,
+                 batch_size: int = 32, cache_dir: str | Path | None = None, progress: bool = True) -> ImageSignal:
+    """Embed every split's images with backbone ``name`` (raises BackboneUnavailable with the reason)."""
+    backbone = load_backbone(name, input_size=input_size, weights=None if name.startswith("random_") else "imagenet")
+    signal = ImageSignal(name, backbone.weights)
+    for split, df in splits.items():
+        signal.embeddings[split] = embed_images(df["image_path"].tolist(), backbone, batch_size=batch_size,
+                                                cache_dir=cache_dir, progress=progress)
+    return signal
+
+
+def compare_backbones(names: list[str], splits: dict[str, pd.DataFrame], **embed_kwargs
+                      ) -> tuple[pd.DataFrame, dict[str, ImageSignal]]:
+    """The seed's table (Model | train / test mean F1) for every backbone; skipped ones say why.
+
+    Returns the table (one row per backbone, columns weights, threshold,
+    train_mean_f1, test_mean_f1) and the embeddings of those that ran.
+    """
+    labels = {s: splits[s]["label_group"] for s in SPLITS}
+    rows, signals = [], {}
+    for name in names:
+        try:
+            signal = embed_splits(name, splits, **embed_kwargs)
+        except BackboneUnavailable as err:
+            rows.append({"model": name, "weights": f"skipped: {err.reason}"})
+            continue
+        signals[name] = signal
+        rows.append({"model": name, "weights": signal.weights, **signal.tune(labels).summary()})
+    table = pd.DataFrame(rows).set_index("model")
+    return table, signals
+
+
+def best_backbone(table: pd.DataFrame, pretrained_only: bool = True) -> str:
+    """The backbone with the best *train* mean F1 (never chosen by test)."""
+    ran = table.dropna(subset=["train_mean_f1"])
+    if pretrained_only:
+        ran = ran[ran["weights"].str.startswith("imagenet")]
+    if ran.empty:
+        raise ValueError("no backbone ran: see the 'weights' column for why each was skipped")
+    return str(ran["train_mean_f1"].idxmax())
+
+
+def with_reference(table: pd.DataFrame, phash_metrics: dict | None) -> pd.DataFrame:
+    """The table plus the phash row from 02_phash (when it ran), as in the seed's comparison."""
+    if not phash_metrics:
+        return table
+    ref = {k: phash_metrics.get(k) for k in ("threshold", "train_mean_f1", "test_mean_f1")}
+    return pd.concat([table, pd.DataFrame([{"weights": "reference (02_phash)", **ref}], index=["phash"])])
+
+
+def table_metrics(table: pd.DataFrame) -> dict:
+    """metrics.json object: {backbone: {weights, train_mean_f1, test_mean_f1, threshold}, "best": name}."""
+    out = {name: {k: v for k, v in row.items() if pd.notna(v)} for name, row in table.iterrows() if name != "phash"}
+    out["best"] = best_backbone(table.drop(index="phash", errors="ignore"))
+    return out
