@@ -97,3 +97,29 @@ def plot_scores_bar(table: pd.DataFrame, value_cols: Sequence[str] = ("train_mea
     ax.set(xlabel="mean F1", title=title, xlim=(0, 1))
     ax.invert_yaxis()
     return fig
+
+
+def show_query(df: pd.DataFrame, query: int, predicted: Sequence[int], max_shown: int = 6, thumb: int = 120):
+    """The seed's gallery: a query's true group (top) and predicted group (bottom).
+
+    Titles are coloured: green = correct match, red = false positive, orange = a
+    true match the prediction missed (false negative).
+    """
+    labels = df["label_group"].to_numpy()
+    truth = [int(j) for j in np.flatnonzero(labels == labels[query])]
+    predicted = [int(j) for j in predicted]
+    rows = {"true group": truth, "predicted": predicted}
+    fig, axes = plt.subplots(2, max_shown, figsize=(max_shown * 1.9, 5.2), squeeze=False)
+    for ax_row, (name, members) in zip(axes, rows.items()):
+        for ax in ax_row[len(members[:max_shown]):]:
+            ax.axis("off")
+        for ax, j in zip(ax_row, members[:max_shown]):
+            colour = "green" if (j in truth and j in predicted) else ("red" if j in predicted else "darkorange")
+            _draw_listing(ax, df["image_path"].iloc[j], df["title"].iloc[j], thumb)
+            ax.title.set_color(colour)
+        ax_row[0].text(-0.15, 0.5, f"{name}\n({len(members)})", transform=ax_row[0].transAxes, rotation=90,
+                       va="center", ha="right", fontsize=9)
+    fig.suptitle(f"query {df['posting_id'].iloc[query]}: green = right, red = false positive, orange = missed",
+                 fontsize=9)
+    fig.tight_layout()
+    return fig
