@@ -1,0 +1,427 @@
+"""Fuse title, phash and (optional) image signals into match sets; every threshold tuned on train.
+
+The pipeline works on *candidate pairs*: the union of each signal's k nearest
+neighbours, with every signal's similarity computed for every pair. Fusion rules
+are then cheap array operations, so a whole grid of weights and thresholds can
+be scored on train in seconds:
+
+* **concat**: weighted mean of per-signal cosine similarities (= cosine of the
+  concatenation of unit-length embeddings scaled by sqrt(weight)), one threshold;
+* **union**: also keep a pair when phash alone is within its own threshold;
+* **unit filter**: drop a title-driven match when both titles state different
+  amounts of the same unit (200 gr vs 400 gr);
+* **min2**: a listing left alone keeps its best candidate unless that one is very far;
+* **blend**: replace every embedding by the similarity-weighted mean of its close
+  neighbours, re-normalise and search again (neighbourhood blending).
+
+Similarities are "larger = closer": cosine for embeddings, ``1 - bits/32`` for phash.
+"""
+
+from __future__ import annotations
+
+import itertools
+from dataclasses import dataclass, field
+from typing import Sequence
+
+import numpy as np
+import pandas as pd
+import scipy.sparse as sp
+from tqdm.auto import tqdm
+
+from .data import split_by_group
+from .metrics import score_matches, scores_from_counts
+from .neighbors import MAX_MATCHES, knn, l2_normalize
+from .phash import phash_codes
+from .text import ArcFaceConfig, TfidfConfig, TitleEncoder, normalize_titles, quantities, tfidf_embeddings, unit_conflict
+
+EMBEDDINGS = ("tfidf", "title", "image")  # blended, cosine signals
+SIGNALS = EMBEDDINGS + ("phash",)
+
+
+# ---------------------------------------------------------------- signals and candidate pairs
+
+
+@dataclass
+class Signals:
+    """Every signal of one pool of listings (rows aligned with the DataFrame)."""
+
+    emb: dict[str, object]           # name -> unit-length sparse (tfidf) or dense float32 (title, image)
+    phash: np.ndarray                # packed uint8 (n, 8)
+    image_ok: np.ndarray             # bool (n,): rows whose image embedding may be used
+    quantities: list[dict]
+
+    @property
+    def n(self) -> int:
+        return len(self.phash)
+
+
+def compute_signals(df: pd.DataFrame, encoder: TitleEncoder | None, tfidf_config: TfidfConfig = TfidfConfig(),
+                    image_embeddings=None) -> Signals:
+    """TF-IDF (fit on this pool), learned title embedding, phash codes, optional image vectors.
+
+    ``image_embeddings`` is ``None`` or ``(vectors float32 (n, d), ok bool (n,))``;
+    rows with ``ok`` False get no image neighbours and are matched by the other signals.
+    """
+    n = len(df)
+    emb: dict[str, object] = {"tfidf": tfidf_embeddings(df["title"].tolist(), tfidf_config)}
+    if encoder is not None:
+        emb["title"] = encoder.embed(df["title"].tolist())
+    image_ok = np.zeros(n, dtype=bool)
+    if image_embeddings is not None:
+        vectors, ok = image_embeddings
+        vectors, ok = np.asarray(vectors, dtype=np.float32), np.asarray(ok, dtype=bool)
+        if vectors.ndim != 2 or len(vectors) != n or ok.shape != (n,):
+            raise ValueError(f"image_embeddings must be (vectors (n, d), ok (n,)) for n={n} listings; "
+                             f"got {vectors.shape} and {ok.shape}: pass one row per listing, ok=False where no image")
+        image_ok = ok & np.isfinite(vectors).all(1) & (np.abs(vectors).sum(1) > 0)
+        emb["image"] = np.where(image_ok[:, None], l2_normalize(vectors), 0.0).astype(np.float32)
+    qty = [quantities(t) for t in normalize_titles(df["title"].tolist())]
+    return Signals(emb, phash_codes(df["image_phash"].tolist()), image_ok, qty)
+
+
+@dataclass
+class Candidates:
+    """Directed candidate pairs (row -> col, no self pairs, both directions present) with per-signal similarity."""
+
+    rows: np.ndarray
+    cols: np.ndarray
+    sims: dict[str, np.ndarray]      # NaN where a signal has no value (image missing on either side)
+    conflict: np.ndarray             # bool: both titles state different amounts of a shared unit
+    n: int
+
+
+def candidate_pairs(signals: Signals, k: int = MAX_MATCHES, progress: bool = False) -> Candidates:
+    """Union of every signal's k nearest neighbours (made symmetric), scored by every signal."""
+    n = signals.n
+    pairs = []
+    for name, emb in tqdm(list(signals.emb.items()) + [("phash", signals.phash)], desc="knn", disable=not progress):
+        rows_sub = np.flatnonzero(signals.image_ok) if name == "image" else np.arange(n)
+        if len(rows_sub) < 2:
+            continue
+        x = emb[rows_sub] if name == "image" else emb
+        _, idx = knn(x, k, metric="hamming" if name == "phash" else "cosine")
+        r = np.repeat(rows_sub, idx.shape[1])
+        c = rows_sub[np.maximum(idx, 0)].ravel()
+        ok = (idx.ravel() >= 0) & (r != c)
+        pairs.append(r[ok] * n + c[ok])
+        pairs.append(c[ok] * n + r[ok])
+    keys = np.unique(np.concatenate(pairs)) if pairs else np.zeros(0, np.int64)
+    rows, cols = keys // n, keys % n
+    sims = {name: _pair_cosine(emb, rows, cols) for name, emb in signals.emb.items()}
+    if "image" in sims:
+        sims["image"][~(signals.image_ok[rows] & signals.image_ok[cols])] = np.nan
+    bits = np.unpackbits(signals.phash[rows] ^ signals.phash[cols], axis=1).sum(1)
+    sims["phash"] = (1.0 - bits / 32.0).astype(np.float32)
+    conflict = _pair_conflicts(signals.quantities, rows, cols)
+    return Candidates(rows, cols, sims, conflict, n)
+
+
+def _pair_cosine(emb, rows: np.ndarray, cols: np.ndarray, chunk: int = 1 << 20) -> np.ndarray:
+    """Dot products of unit rows for each pair, in chunks (sparse or dense)."""
+    out = np.empty(len(rows), dtype=np.float32)
+    for s in range(0, len(rows), chunk):
+        a, b = emb[rows[s:s + chunk]], emb[cols[s:s + chunk]]
+        out[s:s + chunk] = np.asarray(a.multiply(b).sum(1)).ravel() if sp.issparse(emb) else np.einsum("ij,ij->i", a, b)
+    return out
+
+
+def _pair_conflicts(qty: list[dict], rows: np.ndarray, cols: np.ndarray) -> np.ndarray:
+    has = np.array([bool(q) for q in qty], dtype=bool)
+    both = np.flatnonzero(has[rows] & has[cols])
+    conflict = np.zeros(len(rows), dtype=bool)
+    conflict[both] = [unit_conflict(qty[r], qty[c]) for r, c in zip(rows[both], cols[both])]
+    return conflict
+
+
+# ---------------------------------------------------------------- the fusion rule
+
+
+def fused_score(cands: Candidates, weights: dict[str, float]) -> np.ndarray:
+    """Weighted mean of the available signals' similarities per pair (a missing image drops out)."""
+    num = np.zeros(len(cands.rows), dtype=np.float64)
+    den = np.zeros(len(cands.rows), dtype=np.float64)
+    for name, w in weights.items():
+        if w <= 0 or name not in cands.sims:
+            continue
+        s = cands.sims[name]
+        have = ~np.isnan(s)
+        num[have] += w * s[have]
+        den[have] += w
+    return np.divide(num, den, out=np.full_like(num, -1.0), where=den > 0)
+
+
+def keep_pairs(cands: Candidates, recipe: dict, score: np.ndarray | None = None) -> np.ndarray:
+    """Boolean mask of the candidate pairs the recipe matches (before the 50 cap)."""
+    score = fused_score(cands, recipe["weights"]) if score is None else score
+    keep = score >= recipe["threshold"]
+    if recipe.get("unit_filter"):
+        keep &= ~cands.conflict
+    for name, t in recipe.get("union", {}).items():
+        if name in cands.sims:
+            keep |= np.nan_to_num(cands.sims[name], nan=-np.inf) >= t
+    if recipe.get("min2") is not None:
+        keep |= _min2_pairs(cands, score, keep, recipe["min2"])
+    return keep
+
+
+def _min2_pairs(cands: Candidates, score: np.ndarray, keep: np.ndarray, loose: float) -> np.ndarray:
+    """For listings with no match but themselves, their best-scoring candidate if it is >= ``loose``."""
+    alone = np.bincount(cands.rows[keep], minlength=cands.n) == 0
+    order = np.lexsort((-score, cands.rows))             # per row, best score first
+    first = order[np.r_[True, cands.rows[order][1:] != cands.rows[order][:-1]]]
+    add = np.zeros(len(score), dtype=bool)
+    chosen = first[alone[cands.rows[first]] & (score[first] >= loose)]
+    add[chosen] = True
+    return add
+
+
+def matches_from_pairs(cands: Candidates, keep: np.ndarray, score: np.ndarray,
+                       max_matches: int = MAX_MATCHES) -> list[np.ndarray]:
+    """Match sets (self first, then by decreasing score), capped at ``max_matches``."""
+    r, c, s = cands.rows[keep], cands.cols[keep], score[keep]
+    order = np.lexsort((-s, r))
+    r, c = r[order], c[order]
+    bounds = np.searchsorted(r, np.arange(cands.n + 1))
+    return [np.concatenate(([i], c[bounds[i]:bounds[i + 1]][: max_matches - 1])) for i in range(cands.n)]
+
+
+def pair_scores(cands: Candidates, keep: np.ndarray, labels: Sequence):
+    """Mean F1/precision/recall of a pair mask (self counted), without building match lists."""
+    _, codes, counts = np.unique(np.asarray(labels), return_inverse=True, return_counts=True)
+    codes = codes.ravel()
+    same = codes[cands.rows] == codes[cands.cols]
+    n_pred = 1 + np.bincount(cands.rows[keep], minlength=cands.n)
+    n_hit = 1 + np.bincount(cands.rows[keep & same], minlength=cands.n)
+    return scores_from_counts(n_pred, counts[codes], n_hit)
+
+
+# ---------------------------------------------------------------- blending
+
+
+def blend_signals(signals: Signals, cands: Candidates, score: np.ndarray, threshold: float,
+                  top: int = 8) -> Signals:
+    """Neighbourhood blending: each embedding becomes the score-weighted mean of itself and its
+    ``top`` best neighbours with fused score >= ``threshold``, re-normalised.
+
+    Close neighbours agree on the product, so averaging them cancels seller-specific
+    noise (a title's extra promo words, a photo's background) before searching again.
+    """
+    sel = score >= threshold
+    r, c, s = cands.rows[sel], cands.cols[sel], score[sel]
+    order = np.lexsort((-s, r))
+    r, c, s = r[order], c[order], s[order]
+    rank = np.arange(len(r)) - np.searchsorted(r, r)
+    r, c, s = r[rank < top], c[rank < top], s[rank < top]
+    n = signals.n
+    w = sp.csr_matrix((np.r_[s, np.ones(n)], (np.r_[r, np.arange(n)], np.r_[c, np.arange(n)])), shape=(n, n))
+    emb = {}
+    for name, x in signals.emb.items():
+        if name == "image":     # blend images only among listings that have one
+            ok = signals.image_ok.astype(np.float32)
+            x = l2_normalize((w @ sp.diags(ok)) @ x) * ok[:, None]
+        elif sp.issparse(x):
+            x = sp.csr_matrix(w @ x)
+            x = sp.diags(1.0 / np.maximum(np.sqrt(np.asarray(x.multiply(x).sum(1)).ravel()), 1e-12)) @ x
+            x = sp.csr_matrix(x, dtype=np.float32)
+        else:
+            x = l2_normalize(w @ x)
+        emb[name] = x
+    return Signals(emb, signals.phash, signals.image_ok, signals.quantities)
+
+
+# ---------------------------------------------------------------- tuning on train
+
+
+THRESHOLDS = np.round(np.arange(0.20, 0.951, 0.01), 3)
+PHASH_BITS = tuple(range(0, 17))
+WEIGHT_GRID = (0.0, 0.25, 0.5, 1.0)
+
+
+def tune_recipe(cands: Candidates, labels: Sequence, *, concat: Sequence[str], union_phash: bool = False,
+                min2: bool = False, unit_filter: bool = False) -> dict:
+    """Grid-search weights and thresholds of one fusion rule on labelled (train) candidates.
+
+    Weights of the ``concat`` signals go over a coarse grid (first one fixed at 1),
+    the fused threshold over a fine grid; then the phash union threshold, the unit
+    filter and the min2 looser threshold, each given the previous choices.
+    """
+    concat = [s for s in concat if s in cands.sims]
+    best = {"mean_f1": -1.0}
+    others = concat[1:]
+    for ws in itertools.product(WEIGHT_GRID, repeat=len(others)):
+        weights = {concat[0]: 1.0, **dict(zip(others, ws))}
+        score = fused_score(cands, weights)
+        for t in THRESHOLDS:
+            recipe = {"weights": weights, "threshold": float(t), "union": {}, "unit_filter": unit_filter, "min2": None}
+            f1 = pair_scores(cands, keep_pairs(cands, recipe, score), labels).mean_f1
+            if f1 > best["mean_f1"]:
+                best = {"mean_f1": f1, "recipe": recipe}
+    recipe = best["recipe"]
+    score = fused_score(cands, recipe["weights"])
+
+    def _try(variants):
+        nonlocal recipe
+        scored = [(pair_scores(cands, keep_pairs(cands, v, score), labels).mean_f1, i) for i, v in enumerate(variants)]
+        recipe = variants[max(scored)[1]]
+
+    if union_phash:
+        _try([{**recipe, "union": {"phash": 1.0 - b / 32.0}} for b in PHASH_BITS] + [recipe])
+        # re-tune the fused threshold now that phash catches some pairs
+        _try([{**recipe, "threshold": float(t)} for t in THRESHOLDS])
+    if min2:
+        _try([{**recipe, "min2": float(t)} for t in np.round(np.arange(0.0, recipe["threshold"], 0.02), 3)])
+    return recipe
+
+
+# ---------------------------------------------------------------- the matcher
+
+
+@dataclass
+class Matcher:
+    """A tuned recipe plus the trained title encoder; :meth:`predict` matches any pool of listings."""
+
+    recipe: dict
+    encoder: TitleEncoder | None
+    tfidf_config: TfidfConfig = field(default_factory=TfidfConfig)
+    k: int = MAX_MATCHES
+
+    @property
+    def name(self) -> str:
+        """Short method name for tables and metrics.json, e.g. ``blend(tfidf+title)|phash+min2``."""
+        r = self.recipe
+        body = "+".join(s for s, w in r["weights"].items() if w > 0)
+        name = f"blend({body})" if r.get("blend") else f"concat({body})"
+        name += "".join(f"|{s}" for s in r.get("union", {}))
+        name += "+units" if r.get("unit_filter") else ""
+        return name + ("+min2" if r.get("min2") is not None else "")
+
+    def predict(self, df: pd.DataFrame, *, image_embeddings=None, progress: bool = True) -> list[np.ndarray]:
+        """Match sets (row positions, self first, at most 50) for every row of ``df``."""
+        cands, score = self._pool(df, image_embeddings, progress)
+        return matches_from_pairs(cands, keep_pairs(cands, self.recipe, score), score)
+
+    def _pool(self, df, image_embeddings, progress):
+        signals = compute_signals(df, self.encoder, self.tfidf_config, image_embeddings)
+        cands = candidate_pairs(signals, self.k, progress)
+        blend = self.recipe.get("blend")
+        if blend:
+            first = fused_score(cands, blend["weights"])
+            signals = blend_signals(signals, cands, first, blend["threshold"], blend["top"])
+            cands = candidate_pairs(signals, self.k, progress)
+        return cands, fused_score(cands, self.recipe["weights"])
+
+
+def fit_matcher(train_df: pd.DataFrame, *, image_embeddings=None, tune_fraction: float = 0.4, seed: int = 0,
+                arcface: ArcFaceConfig | None = ArcFaceConfig(), tfidf_config: TfidfConfig = TfidfConfig(),
+                union_phash: bool = True, min2: bool = True, unit_filter: bool | None = None, blend: bool = True,
+                progress: bool = True) -> Matcher:
+    """Train the title encoder and tune the whole recipe on train listings only.
+
+    Train groups are split in two: the encoder learns from one part, the recipe is
+    tuned on the other (searched within itself), so thresholds are set on
+    embeddings of groups the encoder has never seen, as at test time.
+    ``unit_filter=None`` keeps the filter only if it helps on the tuning part.
+    ``arcface=None`` skips the learned embedding (TF-IDF + phash only).
+    """
+    tuning = _TuningPool.build(train_df, image_embeddings, tune_fraction, seed, arcface, tfidf_config, progress)
+    recipe = tuning.tune(concat=tuning.signal_names, union_phash=union_phash, min2=min2,
+                         unit_filter=unit_filter, blend=blend)
+    return Matcher(recipe, tuning.encoder, tfidf_config)
+
+
+@dataclass
+class _TuningPool:
+    """The train listings the recipe is tuned on, their signals and candidate pairs (computed once)."""
+
+    encoder: TitleEncoder | None
+    signals: Signals
+    cands: Candidates
+    labels: np.ndarray
+
+    @classmethod
+    def build(cls, train_df, image_embeddings, tune_fraction, seed, arcface, tfidf_config, progress):
+        # seed + 1: the outer train/val split may have used ``seed`` itself, which would put no group in tune_part
+        fit_part, tune_part = split_by_group(train_df, test_fraction=tune_fraction, seed=seed + 1)
+        if tune_part.empty or fit_part.empty:
+            raise ValueError(f"splitting {len(train_df)} train listings left an empty part; "
+                             f"use more train groups or another tune_fraction (got {tune_fraction})")
+        tune_rows = train_df["label_group"].isin(set(tune_part["label_group"])).to_numpy()
+        encoder = (TitleEncoder(arcface).fit(fit_part["title"].tolist(), fit_part["label_group"], progress)
+                   if arcface else None)
+        signals = compute_signals(tune_part, encoder, tfidf_config, _subset_images(image_embeddings, tune_rows))
+        return cls(encoder, signals, candidate_pairs(signals, MAX_MATCHES, progress), tune_part["label_group"].to_numpy())
+
+    @property
+    def signal_names(self) -> list[str]:
+        return [s for s in ("tfidf", "title", "image", "phash") if s in self.cands.sims]
+
+    def f1(self, cands: Candidates, recipe: dict) -> float:
+        return pair_scores(cands, keep_pairs(cands, recipe), self.labels).mean_f1
+
+    def tune(self, *, concat: Sequence[str], union_phash: bool = False, min2: bool = False,
+             unit_filter: bool | None = False, blend: bool = False) -> dict:
+        """Best recipe for one family of rules; blending kept only if it beats no blending on train."""
+        filters = (False, True) if unit_filter is None else (bool(unit_filter),)
+
+        def _tuned(cands):
+            options = [tune_recipe(cands, self.labels, concat=concat, union_phash=union_phash, min2=min2,
+                                   unit_filter=u) for u in filters]
+            return max(options, key=lambda r: self.f1(cands, r))
+
+        recipe = _tuned(self.cands)
+        if not blend:
+            return recipe
+        score = fused_score(self.cands, recipe["weights"])
+        best, best_f1 = recipe, self.f1(self.cands, recipe)
+        for t in (recipe["threshold"], recipe["threshold"] + 0.1):
+            step = {"weights": recipe["weights"], "threshold": float(t), "top": 8}
+            b_cands = candidate_pairs(blend_signals(self.signals, self.cands, score, t, step["top"]))
+            r = {**_tuned(b_cands), "blend": step}
+            if self.f1(b_cands, r) > best_f1:
+                best, best_f1 = r, self.f1(b_cands, r)
+        return best
+
+
+ABLATION = {  # row name -> tuning options (signals missing from the pool are skipped)
+    "phash": dict(concat=["phash"]),
+    "tfidf": dict(concat=["tfidf"]),
+    "tfidf+min2": dict(concat=["tfidf"], min2=True),
+    "learned title": dict(concat=["title"]),
+    "union phash|tfidf": dict(concat=["tfidf"], union_phash=True),
+    "concat": dict(concat=["tfidf", "title", "image", "phash"]),
+    "concat|phash+min2": dict(concat=["tfidf", "title", "image", "phash"], union_phash=True, min2=True),
+    "+unit filter": dict(concat=["tfidf", "title", "image", "phash"], union_phash=True, min2=True, unit_filter=True),
+    "blend": dict(concat=["tfidf", "title", "image", "phash"], union_phash=True, min2=True, blend=True),
+    "best": dict(concat=["tfidf", "title", "image", "phash"], union_phash=True, min2=True, unit_filter=None,
+                 blend=True),
+}
+
+
+def ablation(train_df: pd.DataFrame, val_df: pd.DataFrame, *, train_images=None, val_images=None,
+             arcface: ArcFaceConfig | None = ArcFaceConfig(), tfidf_config: TfidfConfig = TfidfConfig(),
+             tune_fraction: float = 0.4, seed: int = 0, progress: bool = True) -> tuple[pd.DataFrame, dict]:
+    """Each fusion step tuned on train, scored on the val pool (searched within itself).
+
+    Returns the table (method | mean_f1 | mean_precision | mean_recall) and the
+    recipe of each row, so the "best" row's thresholds can go to metrics.json.
+    """
+    tuning = _TuningPool.build(train_df, train_images, tune_fraction, seed, arcface, tfidf_config, progress)
+    rows, recipes = [], {}
+    for method, options in tqdm(ABLATION.items(), desc="ablation", disable=not progress):
+        concat = [s for s in options["concat"] if s in tuning.signal_names]
+        if not concat:
+            continue
+        recipe = tuning.tune(**{**options, "concat": concat})
+        matches = Matcher(recipe, tuning.encoder, tfidf_config).predict(val_df, image_embeddings=val_images,
+                                                                       progress=False)
+        s = score_matches(matches, val_df["label_group"].to_numpy())
+        rows.append({"method": method, **s.as_dict()})
+        recipes[method] = recipe
+    return pd.DataFrame(rows), recipes
+
+
+def _subset_images(image_embeddings, rows: np.ndarray):
+    if image_embeddings is None:
+        return None
+    vectors, ok = image_embeddings
+    return np.asarray(vectors)[rows], np.asarray(ok, dtype=bool)[rows]
