@@ -13,7 +13,6 @@ from samesame import images
 from samesame.images import STATUSES, count_statuses, is_usable, load_array, open_rgb
 
 RED = (255, 0, 0)
-DEV_DATA = Path(__file__).resolve().parents[1].parent / "shared/data/shopee-dev"
 
 
 def _save(img: Image.Image, path: Path, **kwargs) -> Path:
@@ -230,9 +229,9 @@ def test_is_usable():
 
 
 @pytest.mark.realdata
-def test_real_dev_images_all_load():
-    paths = sorted((DEV_DATA / "train_images").glob("*.jpg"))
+def test_real_dev_images_all_load(shopee_dev):
+    paths = sorted((shopee_dev / "train_images").glob("*.jpg"))
     if not paths:
-        pytest.skip(f"no dev images under {DEV_DATA}")
+        pytest.skip(f"no dev images under {shopee_dev}")
     statuses = [load_array(p, 32)[1] for p in paths]
     assert count_statuses(statuses)["ok"] == len(paths)
