@@ -1,0 +1,138 @@
+"""Fusion rules on hand-made candidate pairs, blending on a toy example, matcher round trips (synthetic)."""
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from samesame.fusion import (Candidates, Signals, ablation, blend_signals, candidate_pairs, fit_matcher, fused_score,
+                             keep_pairs, matches_from_pairs, pair_scores)
+from samesame.metrics import score_matches
+from samesame.text import ArcFaceConfig
+
+DATA = Path(__file__).resolve().parents[1].parent / "shared/data/shopee-dev"
+
+
+def _cands(pairs, tfidf, phash=None, conflict=None, n=4):
+    """Symmetric candidates from undirected (i, j) pairs with given similarities."""
+    rows = np.array([i for i, j in pairs] + [j for i, j in pairs])
+    cols = np.array([j for i, j in pairs] + [i for i, j in pairs])
+    dup = lambda v: np.array(list(v) * 2, dtype=np.float32)
+    sims = {"tfidf": dup(tfidf), "phash": dup(phash if phash is not None else [0.0] * len(pairs))}
+    conf = np.array(list(conflict or [False] * len(pairs)) * 2)
+    return Candidates(rows, cols, sims, conf, n)
+
+
+def test_union_keeps_a_pair_either_signal_accepts():
+    c = _cands([(0, 1), (2, 3)], tfidf=[0.9, 0.1], phash=[0.0, 0.95])
+    only_text = {"weights": {"tfidf": 1.0}, "threshold": 0.5}
+    union = {**only_text, "union": {"phash": 0.9}}
+    assert keep_pairs(c, only_text).tolist() == [True, False, True, False]
+    assert keep_pairs(c, union).all()
+
+
+def test_unit_filter_drops_conflicting_title_matches_but_not_phash_ones():
+    c = _cands([(0, 1), (2, 3)], tfidf=[0.9, 0.9], phash=[0.0, 0.95], conflict=[True, True])
+    recipe = {"weights": {"tfidf": 1.0}, "threshold": 0.5, "unit_filter": True, "union": {"phash": 0.9}}
+    assert keep_pairs(c, recipe).tolist() == [False, True, False, True]
+
+
+def test_min2_adds_only_the_best_candidate_of_lonely_rows_above_the_loose_threshold():
+    # row 0: candidates 1 (0.45) and 2 (0.40); row 3 only has 2 at 0.1 (too far)
+    c = _cands([(0, 1), (0, 2), (2, 3)], tfidf=[0.45, 0.40, 0.1])
+    strict = {"weights": {"tfidf": 1.0}, "threshold": 0.5}
+    keep = keep_pairs(c, {**strict, "min2": 0.3})
+    score = fused_score(c, strict["weights"])
+    matches = matches_from_pairs(c, keep, score)
+    assert matches[0].tolist() == [0, 1]
+    assert matches[1].tolist() == [1, 0]        # 1 was alone too; its best candidate is 0
+    assert matches[2].tolist() == [2, 0]        # 2's best is 0 (0.40), not 3 (0.1)
+    assert matches[3].tolist() == [3]           # too far: stays alone
+    assert [m.tolist() for m in matches_from_pairs(c, keep_pairs(c, strict), score)] == [[0], [1], [2], [3]]
+
+
+def test_fused_score_ignores_missing_image_similarity():
+    c = _cands([(0, 1)], tfidf=[0.6])
+    c.sims["image"] = np.array([np.nan, np.nan], dtype=np.float32)
+    assert fused_score(c, {"tfidf": 1.0, "image": 1.0})[0] == pytest.approx(0.6)
+    c.sims["image"] = np.array([1.0, 1.0], dtype=np.float32)
+    assert fused_score(c, {"tfidf": 1.0, "image": 1.0})[0] == pytest.approx(0.8)
+
+
+def test_pair_scores_match_score_matches():
+    c = _cands([(0, 1), (1, 2), (2, 3)], tfidf=[0.9, 0.8, 0.2])
+    labels = np.array([7, 7, 8, 8])
+    recipe = {"weights": {"tfidf": 1.0}, "threshold": 0.5}
+    keep = keep_pairs(c, recipe)
+    direct = score_matches(matches_from_pairs(c, keep, fused_score(c, recipe["weights"])), labels)
+    assert pair_scores(c, keep, labels).mean_f1 == pytest.approx(direct.mean_f1)
+
+
+def test_blending_pulls_a_noisy_member_towards_its_group():
+    # rows 0,1,2 one product; row 2 is noisy (only 0.5 cosine to 0); row 3 another product
+    emb = np.array([[1, 0, 0], [0.9, 0.436, 0], [0.5, 0.866, 0], [0, 0, 1]], dtype=np.float32)
+    emb /= np.linalg.norm(emb, axis=1, keepdims=True)
+    signals = Signals({"title": emb}, np.zeros((4, 8), np.uint8), np.zeros(4, bool), [{}] * 4)
+    cands = candidate_pairs(signals, k=4)
+    score = fused_score(cands, {"title": 1.0})
+    blended = blend_signals(signals, cands, score, threshold=0.8, top=8).emb["title"]
+    np.testing.assert_allclose(np.linalg.norm(blended, axis=1), 1.0, rtol=1e-5)
+    assert blended[2] @ blended[0] > emb[2] @ emb[0]
+    np.testing.assert_allclose(blended[3], emb[3], atol=1e-6)     # no neighbour above threshold: unchanged
+
+
+def _listings(seed=0, n_groups=40, per_group=3):
+    """Synthetic listings: a product word + a size, random filler; phash shared by half the groups."""
+    rng = np.random.default_rng(seed)
+    rows = []
+    for g in range(n_groups):
+        phash = "".join(rng.choice(list("0123456789abcdef"), 16))
+        for j in range(per_group):
+            filler = " ".join(rng.choice([f"kata{i}" for i in range(30)], 3, replace=False))
+            own = phash if g % 2 == 0 else "".join(rng.choice(list("0123456789abcdef"), 16))
+            rows.append({"posting_id": f"p{g}_{j}", "image": f"{g}_{j}.jpg", "image_phash": own,
+                         "title": f"barang{g} {100 + g}gr {filler}", "label_group": 1000 + g, "image_path": None})
+    return pd.DataFrame(rows), rng
+
+
+def _check_matches(matches, n):
+    assert len(matches) == n
+    for i, m in enumerate(matches):
+        assert m[0] == i and len(m) <= 50 and len(set(m.tolist())) == len(m)
+
+
+def test_matcher_round_trip_without_images():
+    df, _ = _listings()
+    matcher = fit_matcher(df, arcface=ArcFaceConfig(svd_dim=16, hidden=32, dim=8, epochs=3, max_features=500),
+                          progress=False)
+    assert {"weights", "threshold"} <= set(matcher.recipe) and isinstance(matcher.name, str)
+    test, _ = _listings(seed=1)
+    matches = matcher.predict(test, progress=False)
+    _check_matches(matches, len(test))
+    assert score_matches(matches, test["label_group"]).mean_f1 > 0.8
+
+
+def test_matcher_round_trip_with_partial_image_embeddings():
+    df, rng = _listings()
+    centres = rng.normal(size=(df["label_group"].nunique(), 12))
+    vectors = (centres[df["label_group"] - 1000] + 0.1 * rng.normal(size=(len(df), 12))).astype(np.float32)
+    ok = rng.random(len(df)) > 0.3
+    vectors[~ok] = 0.0
+    matcher = fit_matcher(df, image_embeddings=(vectors, ok), arcface=None, progress=False)
+    assert "image" in matcher.recipe["weights"]
+    matches = matcher.predict(df, image_embeddings=(vectors, ok), progress=False)
+    _check_matches(matches, len(df))
+    with pytest.raises(ValueError, match="one row per listing"):
+        matcher.predict(df, image_embeddings=(vectors[:5], ok[:5]), progress=False)
+
+
+@pytest.mark.realdata
+@pytest.mark.skipif(not (DATA / "train.csv").exists(), reason="real dev data absent")
+def test_ablation_on_real_data_beats_tfidf_alone():
+    from samesame.data import load_dataset, split_by_group
+
+    train, val = split_by_group(load_dataset(DATA).train, test_fraction=0.41, seed=0)
+    table, recipes = ablation(train.iloc[:3000], val.iloc[:2000], arcface=None, progress=False)
+    f1 = table.set_index("method")["mean_f1"]
+    assert f1["best"] > f1["tfidf"]
