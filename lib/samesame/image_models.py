@@ -94,3 +94,20 @@ def table_metrics(table: pd.DataFrame) -> dict:
     out = {name: {k: v for k, v in row.items() if pd.notna(v)} for name, row in table.iterrows() if name != "phash"}
     out["best"] = best_backbone(table.drop(index="phash", errors="ignore"))
     return out
+
+
+def metric_table(tuned: dict[str, TunedThreshold]) -> pd.DataFrame:
+    """The seed's distance table: one row per metric with its train-tuned threshold and both F1s."""
+    return pd.DataFrame({metric: t.summary() for metric, t in tuned.items()}).T.rename_axis("distance")
+
+
+def best_image_signal(run, splits: dict[str, pd.DataFrame], **embed_kwargs) -> ImageSignal:
+    """The best image model so far, chosen on the train side: 04's fine-tuned pick, else 03's best backbone."""
+    from .finetune import load_finetuned
+
+    recorded = run.metrics()
+    if "04_finetune" in recorded:
+        return load_finetuned(run.path / "models")[1]
+    if "03_backbone_compare" not in recorded:
+        raise ValueError(f"{run.path}: run 03_backbone_compare (or 04_finetune) first, e.g. `make backbones RUN={run.name}`")
+    return embed_splits(recorded["03_backbone_compare"]["best"], splits, **embed_kwargs)

@@ -123,3 +123,13 @@ def show_query(df: pd.DataFrame, query: int, predicted: Sequence[int], max_shown
                  fontsize=9)
     fig.tight_layout()
     return fig
+
+
+def plot_training_curves(curves: pd.DataFrame, metrics: Sequence[str] = ("loss", "accuracy")):
+    """Per-epoch training curves, one line per configuration (e.g. arcface-module)."""
+    fig, axes = plt.subplots(1, len(metrics), figsize=(5 * len(metrics), 3.5), squeeze=False)
+    for ax, metric in zip(axes[0], metrics):
+        sns.lineplot(data=curves, x="epoch", y=metric, hue="config", marker="o", ax=ax)
+        ax.set(title=f"training {metric}")
+    fig.tight_layout()
+    return fig
