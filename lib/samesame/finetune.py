@@ -26,6 +26,8 @@ train split, test reported at it). Snapshots at 3/6/9 epochs come from one run p
 
 from __future__ import annotations
 
+import hashlib
+
 import json
 import math
 import shutil
@@ -329,9 +331,12 @@ def finetuned_backbone(models_dir: str | Path, name: str | None = None) -> Backb
     row = _stored_row(models_dir, name)
     base = load_backbone(row["backbone"], input_size=row["image_size"])
     trunk, _ = split_backbone(base.model, row["cut_layer"])
-    embedder = keras.saving.load_model(_row_dir(Path(models_dir), row["model"]) / "embedder.keras")
+    embedder_file = _row_dir(Path(models_dir), row["model"]) / "embedder.keras"
+    embedder = keras.saving.load_model(embedder_file)
     model = keras.Model(trunk.input, embedder(trunk.output), name=row["model"])
-    return Backbone(row["model"], model, base.input_size, int(model.output_shape[-1]), row["weights"])
+    # the file's hash in the weights string keeps embedding caches of different trainings apart
+    digest = hashlib.sha1(embedder_file.read_bytes()).hexdigest()[:12]
+    return Backbone(row["model"], model, base.input_size, int(model.output_shape[-1]), f"{row['weights']} [{digest}]")
 
 
 # --------------------------------------------------------------------------- the grid

@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from .backbones import BackboneUnavailable, load_backbone
+from .backbones import Backbone, BackboneUnavailable, load_backbone
 from .embed import Embeddings, embed_images
 from .neighbors import exclude_rows, knn, threshold_grid, tune_threshold, TunedThreshold
 
@@ -33,17 +33,23 @@ class ImageSignal:
         emb = self.embeddings[split]
         return exclude_rows(*knn(emb.vectors, metric=metric), emb.ok)
 
+    def as_fusion_inputs(self) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+        """{split: (vectors, usable mask)}, the form fusion.fit_matcher / Matcher.predict take."""
+        return {split: (emb.vectors, emb.ok) for split, emb in self.embeddings.items()}
+
     def tune(self, labels: dict[str, pd.Series], metric: str = "cosine") -> TunedThreshold:
         """Threshold tuned on train, test reported at it."""
         train_knn, test_knn = self.knn("train", metric), self.knn("test", metric)
         return tune_threshold(train_knn, labels["train"], test_knn, labels["test"], threshold_grid(train_knn[0]))
 
 
-def embed_splits(name: str, splits: dict[str, pd.DataFrame], *, input_size: int | None = None,
+def embed_splits(backbone: str | Backbone, splits: dict[str, pd.DataFrame], *, input_size: int | None = None,
                  batch_size: int = 32, cache_dir: str | Path | None = None, progress: bool = True) -> ImageSignal:
-    """Embed every split's images with backbone ``name`` (raises BackboneUnavailable with the reason)."""
-    backbone = load_backbone(name, input_size=input_size, weights=None if name.startswith("random_") else "imagenet")
-    signal = ImageSignal(name, backbone.weights)
+    """Embed every split's images with a backbone or a registry name (raises BackboneUnavailable with the reason)."""
+    if isinstance(backbone, str):
+        weights = None if backbone.startswith("random_") else "imagenet"
+        backbone = load_backbone(backbone, input_size=input_size, weights=weights)
+    signal = ImageSignal(backbone.name, backbone.weights)
     for split, df in splits.items():
         signal.embeddings[split] = embed_images(df["image_path"].tolist(), backbone, batch_size=batch_size,
                                                 cache_dir=cache_dir, progress=progress)
@@ -101,13 +107,22 @@ def metric_table(tuned: dict[str, TunedThreshold]) -> pd.DataFrame:
     return pd.DataFrame({metric: t.summary() for metric, t in tuned.items()}).T.rename_axis("distance")
 
 
-def best_image_signal(run, splits: dict[str, pd.DataFrame], **embed_kwargs) -> ImageSignal:
+def best_model(run, input_size: int | None = None) -> Backbone:
     """The best image model so far, chosen on the train side: 04's fine-tuned pick, else 03's best backbone."""
-    from .finetune import load_finetuned
+    from .finetune import finetuned_backbone
 
     recorded = run.metrics()
     if "04_finetune" in recorded:
-        return load_finetuned(run.path / "models")[1]
+        return finetuned_backbone(run.path / "models")
     if "03_backbone_compare" not in recorded:
         raise ValueError(f"{run.path}: run 03_backbone_compare (or 04_finetune) first, e.g. `make backbones RUN={run.name}`")
-    return embed_splits(recorded["03_backbone_compare"]["best"], splits, **embed_kwargs)
+    return load_backbone(recorded["03_backbone_compare"]["best"], input_size=input_size)
+
+
+def best_image_signal(run, splits: dict[str, pd.DataFrame], **embed_kwargs) -> ImageSignal:
+    """Embeddings of the train/test splits from :func:`best_model` (04's are stored, so no recompute)."""
+    from .finetune import load_finetuned
+
+    if "04_finetune" in run.metrics():
+        return load_finetuned(run.path / "models")[1]
+    return embed_splits(best_model(run, embed_kwargs.pop("input_size", None)), splits, **embed_kwargs)
