@@ -241,22 +241,28 @@ def tune_recipe(cands: Candidates, labels: Sequence, *, concat: Sequence[str], u
                 min2: bool = False, unit_filter: bool = False) -> dict:
     """Grid-search weights and thresholds of one fusion rule on labelled (train) candidates.
 
-    Weights of the ``concat`` signals go over a coarse grid (first one fixed at 1),
-    the fused threshold over a fine grid; then the phash union threshold, the unit
-    filter and the min2 looser threshold, each given the previous choices.
+    Weights of the ``concat`` signals: coordinate search over a coarse grid (first
+    one fixed at 1), the fused threshold over a fine grid for each; then the phash
+    union threshold and the min2 looser threshold, each given the previous choices.
     """
     concat = [s for s in concat if s in cands.sims]
-    best = {"mean_f1": -1.0}
-    others = concat[1:]
-    for ws in itertools.product(WEIGHT_GRID, repeat=len(others)):
-        weights = {concat[0]: 1.0, **dict(zip(others, ws))}
+    weights = {s: (1.0 if i == 0 else 0.0) for i, s in enumerate(concat)}
+    best_f1, recipe = -1.0, None
+    for name in concat[1:] * 2:                      # coordinate search, two passes over the extra signals
+        for w in WEIGHT_GRID:
+            trial = {**weights, name: w}
+            score = fused_score(cands, trial)
+            for t in THRESHOLDS:
+                r = {"weights": trial, "threshold": float(t), "union": {}, "unit_filter": unit_filter, "min2": None}
+                f1 = pair_scores(cands, keep_pairs(cands, r, score), labels).mean_f1
+                if f1 > best_f1:
+                    best_f1, recipe = f1, r
+        weights = dict(recipe["weights"])
+    if recipe is None:                               # a single signal: only its threshold to tune
         score = fused_score(cands, weights)
-        for t in THRESHOLDS:
-            recipe = {"weights": weights, "threshold": float(t), "union": {}, "unit_filter": unit_filter, "min2": None}
-            f1 = pair_scores(cands, keep_pairs(cands, recipe, score), labels).mean_f1
-            if f1 > best["mean_f1"]:
-                best = {"mean_f1": f1, "recipe": recipe}
-    recipe = best["recipe"]
+        recipe = max(({"weights": weights, "threshold": float(t), "union": {}, "unit_filter": unit_filter,
+                       "min2": None} for t in THRESHOLDS),
+                     key=lambda r: pair_scores(cands, keep_pairs(cands, r, score), labels).mean_f1)
     score = fused_score(cands, recipe["weights"])
 
     def _try(variants):
