@@ -40,3 +40,9 @@ def test_plots_draw(tiny_kaggle):
     assert all(isinstance(f, matplotlib.figure.Figure) and f.axes for f in figs)
     group_axes = figs[2].axes
     assert group_axes[0].images and "no image" in group_axes[5].texts[0].get_text()
+
+
+def test_empty_tables_plot_a_note_instead_of_failing():
+    fig = viz.plot_scores_bar(pd.DataFrame(columns=["train_mean_f1", "test_mean_f1"]))
+    assert "nothing to plot" in fig.axes[0].texts[0].get_text()
+    assert viz.plot_training_curves(pd.DataFrame(columns=["config", "epoch", "loss", "accuracy"])).axes

@@ -2,7 +2,7 @@ import numpy as np
 import pandas as pd
 
 from samesame import viz
-from samesame.errors import blame_signals, errors_by_group_size, listing_errors, worst_listings
+from samesame.errors import blame_signals, error_metrics, errors_by_group_size, listing_errors, worst_listings
 
 LABELS = [1, 1, 1, 2, 2]
 MATCHES = [np.array([0, 1, 3]), np.array([1, 0]), np.array([2]), np.array([3, 4]), np.array([4, 3])]
@@ -33,3 +33,9 @@ def test_query_gallery_colours():
     fig = viz.show_query(df, 0, MATCHES[0])
     colours = [ax.title.get_color() for ax in fig.axes if ax.get_title()]
     assert colours == ["green", "green", "darkorange", "green", "green", "red"]
+
+
+def test_error_metrics_are_json_ready():
+    e = listing_errors(MATCHES, LABELS)
+    m = error_metrics(errors_by_group_size(e), blame_signals(MATCHES, LABELS, {"x": MATCHES}))
+    assert m["by_group_size"]["2"]["mean_f1"] == 1.0 and m["blame"]["x"]["false_positives"] == 1

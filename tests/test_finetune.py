@@ -192,3 +192,11 @@ def test_clear_models_removes_only_an_earlier_grid(tmp_path):
     (tmp_path / SUMMARY_FILE).write_text('{"rows": [{"model": "old-row"}], "best": {"model": "old-row"}}')
     clear_models(tmp_path)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["notes.txt"]
+
+
+def test_too_few_images_skips_with_the_reason(splits, tmp_path):
+    few = splits["train"].copy()
+    few.loc[few.index[6:], "image_path"] = None  # two groups keep their images: nothing worth learning
+    result = finetune_grid({"train": few, "test": splits["test"]}, **GRID)
+    assert result.skipped and "only" in result.skipped and result.table.empty and result.best == {}
+    assert result.metrics()["skipped"] == result.skipped

@@ -60,3 +60,9 @@ def worst_listings(errors: pd.DataFrame, n: int = 3, kind: str = "fp") -> list[i
     column = "n_fp" if kind == "fp" else "n_fn"
     ranked = errors[errors[column] > 0].sort_values([column, "f1"], ascending=[False, True])
     return [int(i) for i in ranked.index[:n]]
+
+
+def error_metrics(by_size: pd.DataFrame, blame: pd.DataFrame) -> dict:
+    """metrics.json object for 06: the group-size table and the per-signal blame counts."""
+    return {"by_group_size": {str(k): v for k, v in by_size.round(4).to_dict("index").items()},
+            "blame": blame.to_dict("index")}

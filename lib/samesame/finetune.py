@@ -176,7 +176,7 @@ class TrunkViews:
 
 def trunk_views(paths: Sequence, trunk: Backbone, n_views: int, seed: int, *, batch_size: int = 64,
                 cache_dir: str | Path | None = None, progress: bool = True, desc: str = "trunk") -> TrunkViews:
-    """Run the frozen trunk over ``n_views`` views of every image (unusable images: grey placeholder).
+    """Run the frozen trunk over ``n_views`` views of every usable image (unusable ones stay zero, uncomputed).
 
     Images are decoded ``batch_size`` at a time in threads, so memory is one batch of
     views plus the features. With ``cache_dir`` the result is stored as one .npz keyed
@@ -198,11 +198,13 @@ def trunk_views(paths: Sequence, trunk: Backbone, n_views: int, seed: int, *, ba
         for start in range(0, len(paths), batch_size):
             rows = range(start, min(start + batch_size, len(paths)))
             loaded = list(pool.map(partial(load_array, size=size), [paths[r] for r in rows]))
-            views = list(pool.map(lambda r, img: image_views(img, n_views, seed, r), rows, [img for img, _ in loaded]))
-            batch[: len(rows) * n_views] = np.concatenate(views)
-            out = run_model(trunk.model, batch)[: len(rows) * n_views]
-            features[rows.start : rows.stop] = out.reshape(len(rows), n_views, *shape)
             status[rows.start : rows.stop] = [s for _, s in loaded]
+            usable = [(r, img) for r, (img, s) in zip(rows, loaded) if is_usable([s])[0]]
+            if usable:  # a batch of missing images costs nothing (csv-only data has thousands)
+                views = list(pool.map(lambda item: image_views(item[1], n_views, seed, item[0]), usable))
+                batch[: len(usable) * n_views] = np.concatenate(views)
+                out = run_model(trunk.model, batch)[: len(usable) * n_views]
+                features[[r for r, _ in usable]] = out.reshape(len(usable), n_views, *shape)
             bar.update(len(rows))
     if cache is not None:
         cache.parent.mkdir(parents=True, exist_ok=True)
@@ -259,6 +261,11 @@ def subset(emb: Embeddings, rows: np.ndarray) -> Embeddings:
 
 # --------------------------------------------------------------------------- results and storage
 
+MIN_LEARNABLE_GROUPS = 5  # fewer groups with two usable images than this leaves nothing to learn from
+TABLE_COLUMNS = ["model", "head", "unfreeze", "epochs", "weights", "threshold", "train_mean_f1", "test_mean_f1",
+                 "selection_mean_f1", "selection_threshold"]
+CURVE_COLUMNS = ["config", "head", "unfreeze", "epoch", "loss", "accuracy", "margin"]
+
 @dataclass
 class FinetuneResult:
     """The grid's table, the chosen row, per-epoch curves, and the chosen model's embeddings."""
@@ -267,12 +274,14 @@ class FinetuneResult:
     # selection_threshold
     best: dict  # the table row chosen by selection_mean_f1
     curves: pd.DataFrame  # head, unfreeze, config, epoch, loss, accuracy, margin
-    best_signal: ImageSignal
+    best_signal: ImageSignal | None
     info: dict = field(default_factory=dict)  # sizes, cache size, timings
+    skipped: str | None = None  # why no model was trained (then the table is empty)
 
     def metrics(self) -> dict:
-        """The metrics.json object: every grid row and the chosen one."""
-        return {"rows": self.table.to_dict("records"), "best": self.best, "info": self.info}
+        """The metrics.json object: every grid row and the chosen one (or why the grid was skipped)."""
+        out = {"rows": self.table.to_dict("records"), "best": self.best, "info": self.info}
+        return out if self.skipped is None else {**out, "skipped": self.skipped}
 
 
 def _row_dir(models_dir: Path, name: str) -> Path:
@@ -410,6 +419,13 @@ def finetune_grid(
     held = holdout_groups(train, selection_fraction, seed)
     fit_rows = np.flatnonzero(~held & train_views.ok)  # placeholder images would teach grey = this group
     classes, fit_labels = np.unique(train["label_group"].to_numpy()[fit_rows], return_inverse=True)
+    learnable = int((np.bincount(fit_labels) >= 2).sum()) if len(fit_rows) else 0
+    if learnable < MIN_LEARNABLE_GROUPS:
+        reason = (f"skipped: only {learnable} train groups have two or more usable images (need "
+                  f"{MIN_LEARNABLE_GROUPS}); {int((~train_views.ok).sum())} of {len(train)} train images are "
+                  "missing or unreadable, so images are matched with the pretrained backbone (03)")
+        return FinetuneResult(pd.DataFrame(columns=TABLE_COLUMNS), {}, pd.DataFrame(columns=CURVE_COLUMNS), None,
+                              {"n_fit": len(fit_rows), "n_train_unusable": int((~train_views.ok).sum())}, reason)
     labels = {s: splits[s]["label_group"] for s in ("train", "test")}
     weights = f"fine-tuned on train groups from {base.weights}"
     if models_dir is not None:

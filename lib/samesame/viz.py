@@ -89,9 +89,19 @@ def plot_sweeps(sweeps: Mapping[str, pd.DataFrame], chosen: Mapping[str, float] 
     return fig
 
 
+def _nothing_to_plot(title: str):
+    """An empty figure that says so (e.g. fine-tuning skipped for lack of images)."""
+    fig, ax = plt.subplots(figsize=(6, 1.5))
+    ax.text(0.5, 0.5, f"{title}: nothing to plot", ha="center", va="center")
+    ax.axis("off")
+    return fig
+
+
 def plot_scores_bar(table: pd.DataFrame, value_cols: Sequence[str] = ("train_mean_f1", "test_mean_f1"),
                     title: str = "Mean F1"):
     """Grouped horizontal bars of a results table indexed by model/method name."""
+    if table.empty:
+        return _nothing_to_plot(title)
     fig, ax = plt.subplots(figsize=(8, 0.5 * len(table) + 1.5))
     table[list(value_cols)].plot.barh(ax=ax)
     ax.set(xlabel="mean F1", title=title, xlim=(0, 1))
@@ -127,6 +137,8 @@ def show_query(df: pd.DataFrame, query: int, predicted: Sequence[int], max_shown
 
 def plot_training_curves(curves: pd.DataFrame, metrics: Sequence[str] = ("loss", "accuracy")):
     """Per-epoch training curves, one line per configuration (e.g. arcface-module)."""
+    if curves.empty:
+        return _nothing_to_plot("training curves")
     fig, axes = plt.subplots(1, len(metrics), figsize=(5 * len(metrics), 3.5), squeeze=False)
     for ax, metric in zip(axes[0], metrics):
         sns.lineplot(data=curves, x="epoch", y=metric, hue="config", marker="o", ax=ax)
