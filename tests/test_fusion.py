@@ -6,8 +6,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from samesame.fusion import (Candidates, Signals, ablation, blend_signals, candidate_pairs, fit_matcher, fused_score,
-                             keep_pairs, matches_from_pairs, pair_scores)
+from samesame.fusion import (Candidates, Matcher, Signals, ablation, blend_signals, candidate_pairs, fit_matcher,
+                             fused_score, keep_pairs, matches_from_pairs, pair_scores, searched_signals)
 from samesame.metrics import score_matches
 from samesame.text import ArcFaceConfig
 
@@ -105,8 +105,9 @@ def _check_matches(matches, n):
 def test_matcher_round_trip_without_images():
     df, _ = _listings()
     matcher = fit_matcher(df, arcface=ArcFaceConfig(svd_dim=16, hidden=32, dim=8, epochs=3, max_features=500),
-                          progress=False)
-    assert {"weights", "threshold"} <= set(matcher.recipe) and isinstance(matcher.name, str)
+                          rerank=True, progress=False)
+    assert {"weights", "threshold", "rerank"} <= set(matcher.recipe) and matcher.name.endswith("+pairs")
+    assert "title" in matcher.reranker.feature_names
     test, _ = _listings(seed=1)
     matches = matcher.predict(test, progress=False)
     _check_matches(matches, len(test))
@@ -119,12 +120,48 @@ def test_matcher_round_trip_with_partial_image_embeddings():
     vectors = (centres[df["label_group"] - 1000] + 0.1 * rng.normal(size=(len(df), 12))).astype(np.float32)
     ok = rng.random(len(df)) > 0.3
     vectors[~ok] = 0.0
-    matcher = fit_matcher(df, image_embeddings=(vectors, ok), arcface=None, progress=False)
-    assert "image" in matcher.recipe["weights"]
-    matches = matcher.predict(df, image_embeddings=(vectors, ok), progress=False)
-    _check_matches(matches, len(df))
-    with pytest.raises(ValueError, match="one row per listing"):
-        matcher.predict(df, image_embeddings=(vectors[:5], ok[:5]), progress=False)
+    for rerank in (False, True):
+        matcher = fit_matcher(df, image_embeddings=(vectors, ok), arcface=None, rerank=rerank, progress=False)
+        assert "image" in matcher.recipe["weights"] and ("rerank" in matcher.recipe) is rerank
+        matches = matcher.predict(df, image_embeddings=(vectors, ok), progress=False)
+        _check_matches(matches, len(df))
+        with pytest.raises(ValueError, match="one row per listing"):
+            matcher.predict(df, image_embeddings=(vectors[:5], ok[:5]), progress=False)
+    with pytest.raises(ValueError, match="differ from the trained"):      # trained with image features
+        matcher.predict(df, progress=False)
+
+
+def test_unsearched_signal_still_scores_the_candidates():
+    # title says 0~1 and 2~3; phash says nothing useful (all codes differ by many bits)
+    emb = np.array([[1, 0], [1, 0], [0, 1], [0, 1]], dtype=np.float32)
+    phash = np.array([[0] * 8, [255] * 8, [15] * 8, [240] * 8], dtype=np.uint8)
+    signals = Signals({"title": emb}, phash, np.zeros(4, bool), [{}] * 4)
+    cands = candidate_pairs(signals, k=2, search={"phash"})
+    assert "title" in cands.sims and len(cands.rows) > 0
+    assert candidate_pairs(signals, k=2, search={"title"}).sims["title"].min() == pytest.approx(1.0)
+
+
+def test_searched_signals_skip_weight_zero_ones_but_keep_union_and_blend():
+    recipe = {"weights": {"tfidf": 1.0, "title": 0.0}, "union": {"phash": 0.9},
+              "blend": {"weights": {"tfidf": 1.0, "image": 0.5}}}
+    assert searched_signals(recipe) == {"tfidf", "phash", "image"}
+
+
+def test_matcher_needs_recipe_and_reranker_together():
+    with pytest.raises(ValueError, match="PairClassifier"):
+        Matcher({"weights": {"tfidf": 1.0}, "threshold": 0.5, "rerank": {"threshold": 0.5}}, None)
+
+
+def test_ablation_never_reads_val_labels():
+    train, _ = _listings(seed=0, n_groups=60)
+    val, _ = _listings(seed=2, n_groups=20)
+    shuffled = val.assign(label_group=np.random.default_rng(0).permutation(val["label_group"].to_numpy()))
+    table, recipes = ablation(train, val, arcface=None, progress=False)
+    table_s, recipes_s = ablation(train, shuffled, arcface=None, progress=False)
+    assert {"+pair classifier", "best"} <= set(table["method"])
+    assert "rerank" in recipes["+pair classifier"]
+    assert recipes == recipes_s
+    assert not table["mean_f1"].equals(table_s["mean_f1"])
 
 
 @pytest.mark.realdata

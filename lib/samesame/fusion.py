@@ -12,14 +12,16 @@ be scored on train in seconds:
   amounts of the same unit (200 gr vs 400 gr);
 * **min2**: a listing left alone keeps its best candidate unless that one is very far;
 * **blend**: replace every embedding by the similarity-weighted mean of its close
-  neighbours, re-normalise and search again (neighbourhood blending).
+  neighbours, re-normalise and search again (neighbourhood blending);
+* **rerank**: a pair classifier (:mod:`samesame.pairs`) scores every candidate pair
+  from all similarities plus pool-relative features; its probability replaces the
+  fused score (kept only where it beats the threshold rule on the train-side tune part).
 
 Similarities are "larger = closer": cosine for embeddings, ``1 - bits/32`` for phash.
 """
 
 from __future__ import annotations
 
-import itertools
 from dataclasses import dataclass, field
 from typing import Sequence
 
@@ -31,6 +33,7 @@ from tqdm.auto import tqdm
 from .data import split_by_group
 from .metrics import score_matches, scores_from_counts
 from .neighbors import MAX_MATCHES, knn, l2_normalize
+from .pairs import PairClassifier, TitleTokens, pair_dot, pair_features, symmetric_probability
 from .phash import phash_codes
 from .text import ArcFaceConfig, TfidfConfig, TitleEncoder, normalize_titles, quantities, tfidf_embeddings, unit_conflict
 
@@ -49,6 +52,7 @@ class Signals:
     phash: np.ndarray                # packed uint8 (n, 8)
     image_ok: np.ndarray             # bool (n,): rows whose image embedding may be used
     quantities: list[dict]
+    titles: list[str] = field(default_factory=list)   # normalised titles (pair classifier features)
 
     @property
     def n(self) -> int:
@@ -75,8 +79,8 @@ def compute_signals(df: pd.DataFrame, encoder: TitleEncoder | None, tfidf_config
                              f"got {vectors.shape} and {ok.shape}: pass one row per listing, ok=False where no image")
         image_ok = ok & np.isfinite(vectors).all(1) & (np.abs(vectors).sum(1) > 0)
         emb["image"] = np.where(image_ok[:, None], l2_normalize(vectors), 0.0).astype(np.float32)
-    qty = [quantities(t) for t in normalize_titles(df["title"].tolist())]
-    return Signals(emb, phash_codes(df["image_phash"].tolist()), image_ok, qty)
+    titles = normalize_titles(df["title"].tolist())
+    return Signals(emb, phash_codes(df["image_phash"].tolist()), image_ok, [quantities(t) for t in titles], titles)
 
 
 @dataclass
@@ -90,11 +94,15 @@ class Candidates:
     n: int
 
 
-def candidate_pairs(signals: Signals, k: int = MAX_MATCHES, progress: bool = False) -> Candidates:
-    """Union of every signal's k nearest neighbours (made symmetric), scored by every signal."""
+def candidate_pairs(signals: Signals, k: int = MAX_MATCHES, progress: bool = False,
+                    search: Sequence[str] | None = None) -> Candidates:
+    """Union of the k nearest neighbours of each signal in ``search`` (default: all), made
+    symmetric, scored by every signal (a signal that is not searched still scores the pairs)."""
     n = signals.n
     pairs = []
-    for name, emb in tqdm(list(signals.emb.items()) + [("phash", signals.phash)], desc="knn", disable=not progress):
+    searched = [(name, emb) for name, emb in list(signals.emb.items()) + [("phash", signals.phash)]
+                if search is None or name in search]
+    for name, emb in tqdm(searched, desc="knn", disable=not progress):
         rows_sub = np.flatnonzero(signals.image_ok) if name == "image" else np.arange(n)
         if len(rows_sub) < 2:
             continue
@@ -107,22 +115,13 @@ def candidate_pairs(signals: Signals, k: int = MAX_MATCHES, progress: bool = Fal
         pairs.append(c[ok] * n + r[ok])
     keys = np.unique(np.concatenate(pairs)) if pairs else np.zeros(0, np.int64)
     rows, cols = keys // n, keys % n
-    sims = {name: _pair_cosine(emb, rows, cols) for name, emb in signals.emb.items()}
+    sims = {name: pair_dot(emb, rows, cols) for name, emb in signals.emb.items()}
     if "image" in sims:
         sims["image"][~(signals.image_ok[rows] & signals.image_ok[cols])] = np.nan
     bits = np.unpackbits(signals.phash[rows] ^ signals.phash[cols], axis=1).sum(1)
     sims["phash"] = (1.0 - bits / 32.0).astype(np.float32)
     conflict = _pair_conflicts(signals.quantities, rows, cols)
     return Candidates(rows, cols, sims, conflict, n)
-
-
-def _pair_cosine(emb, rows: np.ndarray, cols: np.ndarray, chunk: int = 1 << 20) -> np.ndarray:
-    """Dot products of unit rows for each pair, in chunks (sparse or dense)."""
-    out = np.empty(len(rows), dtype=np.float32)
-    for s in range(0, len(rows), chunk):
-        a, b = emb[rows[s:s + chunk]], emb[cols[s:s + chunk]]
-        out[s:s + chunk] = np.asarray(a.multiply(b).sum(1)).ravel() if sp.issparse(emb) else np.einsum("ij,ij->i", a, b)
-    return out
 
 
 def _pair_conflicts(qty: list[dict], rows: np.ndarray, cols: np.ndarray) -> np.ndarray:
@@ -226,7 +225,51 @@ def blend_signals(signals: Signals, cands: Candidates, score: np.ndarray, thresh
         else:
             x = l2_normalize(w @ x)
         emb[name] = x
-    return Signals(emb, signals.phash, signals.image_ok, signals.quantities)
+    return Signals(emb, signals.phash, signals.image_ok, signals.quantities, signals.titles)
+
+
+# ---------------------------------------------------------------- candidates of a recipe, pair classifier step
+
+
+def searched_signals(recipe: dict) -> set[str]:
+    """Signals whose kNN can bring a pair the recipe may keep: weighted (here or in the blend
+    pass) or in the union. A weight-0 signal (often the learned title) costs no search."""
+    names = {s for s, w in recipe["weights"].items() if w > 0} | set(recipe.get("union", {}))
+    if recipe.get("blend"):
+        names |= {s for s, w in recipe["blend"]["weights"].items() if w > 0}
+    return names
+
+
+def pool_candidates(signals: Signals, recipe: dict, k: int = MAX_MATCHES,
+                    progress: bool = False) -> tuple[Signals, Candidates, np.ndarray]:
+    """The recipe's final signals, candidate pairs and fused score (after its blend pass, if any)."""
+    search = searched_signals(recipe)
+    cands = candidate_pairs(signals, k, progress, search)
+    blend = recipe.get("blend")
+    if blend:
+        first = fused_score(cands, blend["weights"])
+        signals = blend_signals(signals, cands, first, blend["threshold"], blend["top"])
+        cands = candidate_pairs(signals, k, progress, search)
+    return signals, cands, fused_score(cands, recipe["weights"])
+
+
+def rerank_features(signals: Signals, cands: Candidates, score: np.ndarray) -> tuple[np.ndarray, list[str]]:
+    """The pair classifier's features for these candidates (every signal, the fused score, titles)."""
+    return pair_features(cands.rows, cands.cols, cands.n, {**cands.sims, "fused": score}, cands.conflict,
+                         TitleTokens.from_titles(signals.titles))
+
+
+PROBABILITIES = np.round(np.arange(0.05, 0.951, 0.01), 3)
+
+
+def tune_rerank(cands: Candidates, p: np.ndarray, labels: Sequence) -> dict:
+    """The pair classifier's decision on labelled candidates: probability threshold, then min2's looser one."""
+    def f1(step):
+        return pair_scores(cands, keep_pairs(cands, step, p), labels).mean_f1
+
+    best = max(({"threshold": float(t), "min2": None} for t in PROBABILITIES), key=f1)
+    loose = [{**best, "min2": float(m)} for m in np.round(np.arange(0.01, best["threshold"], 0.02), 3)]
+    return max([best] + loose, key=f1)
 
 
 # ---------------------------------------------------------------- tuning on train
@@ -290,6 +333,12 @@ class Matcher:
     encoder: TitleEncoder | None
     tfidf_config: TfidfConfig = field(default_factory=TfidfConfig)
     k: int = MAX_MATCHES
+    reranker: PairClassifier | None = None
+
+    def __post_init__(self):
+        if ("rerank" in self.recipe) != (self.reranker is not None):
+            raise ValueError("a recipe with a 'rerank' step needs its trained PairClassifier (reranker=...), "
+                             "and a reranker needs the recipe's 'rerank' thresholds; refit with fit_matcher")
 
     @property
     def name(self) -> str:
@@ -299,28 +348,30 @@ class Matcher:
         name = f"blend({body})" if r.get("blend") else f"concat({body})"
         name += "".join(f"|{s}" for s in r.get("union", {}))
         name += "+units" if r.get("unit_filter") else ""
-        return name + ("+min2" if r.get("min2") is not None else "")
+        name += "+min2" if r.get("min2") is not None else ""
+        return name + ("+pairs" if r.get("rerank") else "")
 
     def predict(self, df: pd.DataFrame, *, image_embeddings=None, progress: bool = True) -> list[np.ndarray]:
         """Match sets (row positions, self first, at most 50) for every row of ``df``."""
-        cands, score = self._pool(df, image_embeddings, progress)
-        return matches_from_pairs(cands, keep_pairs(cands, self.recipe, score), score)
+        signals = compute_signals(df, self.encoder if self._needs_title() else None, self.tfidf_config,
+                                  image_embeddings)
+        signals, cands, score = pool_candidates(signals, self.recipe, self.k, progress)
+        if self.reranker is None:
+            return matches_from_pairs(cands, keep_pairs(cands, self.recipe, score), score)
+        x, names = rerank_features(signals, cands, score)
+        p = symmetric_probability(self.reranker.predict_proba(x, names), cands.rows, cands.cols, cands.n)
+        return matches_from_pairs(cands, keep_pairs(cands, self.recipe["rerank"], p), p)
 
-    def _pool(self, df, image_embeddings, progress):
-        signals = compute_signals(df, self.encoder, self.tfidf_config, image_embeddings)
-        cands = candidate_pairs(signals, self.k, progress)
-        blend = self.recipe.get("blend")
-        if blend:
-            first = fused_score(cands, blend["weights"])
-            signals = blend_signals(signals, cands, first, blend["threshold"], blend["top"])
-            cands = candidate_pairs(signals, self.k, progress)
-        return cands, fused_score(cands, self.recipe["weights"])
+    def _needs_title(self) -> bool:
+        """Embed titles only when the recipe or the pair classifier reads the learned title (it is slow)."""
+        return "title" in searched_signals(self.recipe) or (
+            self.reranker is not None and "title" in self.reranker.feature_names)
 
 
 def fit_matcher(train_df: pd.DataFrame, *, image_embeddings=None, tune_fraction: float = 0.4, seed: int = 0,
                 arcface: ArcFaceConfig | None = ArcFaceConfig(), tfidf_config: TfidfConfig = TfidfConfig(),
                 union_phash: bool = True, min2: bool = True, unit_filter: bool | None = None, blend: bool = True,
-                progress: bool = True) -> Matcher:
+                rerank: bool | None = None, progress: bool = True) -> Matcher:
     """Train the title encoder and tune the whole recipe on train listings only.
 
     Train groups are split in two: the encoder learns from one part, the recipe is
@@ -328,11 +379,13 @@ def fit_matcher(train_df: pd.DataFrame, *, image_embeddings=None, tune_fraction:
     embeddings of groups the encoder has never seen, as at test time.
     ``unit_filter=None`` keeps the filter only if it helps on the tuning part.
     ``arcface=None`` skips the learned embedding (TF-IDF + phash only).
+    ``rerank=None`` adds the pair classifier only if it beats the threshold rule there (True: always).
     """
     tuning = _TuningPool.build(train_df, image_embeddings, tune_fraction, seed, arcface, tfidf_config, progress)
     recipe = tuning.tune(concat=tuning.signal_names, union_phash=union_phash, min2=min2,
                          unit_filter=unit_filter, blend=blend)
-    return Matcher(recipe, tuning.encoder, tfidf_config)
+    recipe, reranker = tuning.rerank(recipe, rerank, progress)
+    return Matcher(recipe, tuning.encoder, tfidf_config, reranker=reranker)
 
 
 @dataclass
@@ -387,6 +440,29 @@ class _TuningPool:
                 best, best_f1 = r, self.f1(b_cands, r)
         return best
 
+    def rerank(self, recipe: dict, rerank: bool | None, progress: bool = False) -> tuple[dict, PairClassifier | None]:
+        """Add the pair classifier step to ``recipe`` (``rerank`` True: always, None: if it wins, False: never).
+
+        Its decision thresholds are tuned on out-of-fold probabilities (group K-fold
+        inside this pool), the kept model is then trained on all of the pool's pairs.
+        """
+        if rerank is False:
+            return recipe, None
+        signals, cands, score = pool_candidates(self.signals, recipe)
+        x, names = rerank_features(signals, cands, score)
+        _, codes = np.unique(self.labels, return_inverse=True)
+        codes = codes.ravel()
+        same = codes[cands.rows] == codes[cands.cols]
+        clf = PairClassifier()
+        folds = np.minimum(codes[cands.rows], codes[cands.cols])       # (i, j) and (j, i) share a fold
+        p = symmetric_probability(clf.out_of_fold(x, same, folds, progress=progress), cands.rows, cands.cols, cands.n)
+        step = tune_rerank(cands, p, self.labels)
+        gain = (pair_scores(cands, keep_pairs(cands, step, p), self.labels).mean_f1
+                - pair_scores(cands, keep_pairs(cands, recipe, score), self.labels).mean_f1)
+        if rerank is None and gain <= 0:
+            return recipe, None
+        return {**recipe, "rerank": step}, clf.fit(x, same, names)
+
 
 ABLATION = {  # row name -> tuning options (signals missing from the pool are skipped)
     "phash": dict(concat=["phash"]),
@@ -398,8 +474,10 @@ ABLATION = {  # row name -> tuning options (signals missing from the pool are sk
     "concat|phash+min2": dict(concat=["tfidf", "title", "image", "phash"], union_phash=True, min2=True),
     "+unit filter": dict(concat=["tfidf", "title", "image", "phash"], union_phash=True, min2=True, unit_filter=True),
     "blend": dict(concat=["tfidf", "title", "image", "phash"], union_phash=True, min2=True, blend=True),
+    "+pair classifier": dict(concat=["tfidf", "title", "image", "phash"], union_phash=True, min2=True,
+                             unit_filter=True, rerank=True),
     "best": dict(concat=["tfidf", "title", "image", "phash"], union_phash=True, min2=True, unit_filter=None,
-                 blend=True),
+                 blend=True, rerank=None),
 }
 
 
@@ -417,9 +495,11 @@ def ablation(train_df: pd.DataFrame, val_df: pd.DataFrame, *, train_images=None,
         concat = [s for s in options["concat"] if s in tuning.signal_names]
         if not concat:
             continue
-        recipe = tuning.tune(**{**options, "concat": concat})
-        matches = Matcher(recipe, tuning.encoder, tfidf_config).predict(val_df, image_embeddings=val_images,
-                                                                       progress=False)
+        options = {**options, "concat": concat}
+        rerank = options.pop("rerank", False)
+        recipe, reranker = tuning.rerank(tuning.tune(**options), rerank)
+        matches = Matcher(recipe, tuning.encoder, tfidf_config, reranker=reranker).predict(
+            val_df, image_embeddings=val_images, progress=False)
         s = score_matches(matches, val_df["label_group"].to_numpy())
         rows.append({"method": method, **s.as_dict()})
         recipes[method] = recipe

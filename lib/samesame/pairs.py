@@ -1,0 +1,208 @@
+"""Second stage: a gradient-boosted classifier that scores every candidate pair (i, j).
+
+A single fused-similarity threshold treats every pair alike, but whether 0.5
+cosine means "same product" depends on context: how close i's *best* other
+listing is, where j ranks in i's list (and i in j's), how crowded i's
+neighbourhood is, whether both titles state different sizes. Those features are
+relative to each listing's own neighbours, so they move much less than raw
+similarities when the searched pool grows from thousands to 70,000 listings.
+The top Kaggle solutions scored candidate pairs this way; here the classifier
+is sklearn's HistGradientBoostingClassifier (fast on 2 cores, handles a missing
+image similarity as NaN).
+
+Pairs are directed (both directions present, as in :class:`samesame.fusion.Candidates`);
+:func:`symmetric_probability` averages p(i, j) and p(j, i), so the match relation stays symmetric.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Sequence
+
+import numpy as np
+import scipy.sparse as sp
+from sklearn.ensemble import HistGradientBoostingClassifier
+from sklearn.feature_extraction.text import CountVectorizer, TfidfVectorizer
+from sklearn.model_selection import GroupKFold
+from tqdm.auto import tqdm
+
+DENSITY_LEVELS = (0.4, 0.6, 0.8)   # fused-score levels whose neighbour counts describe a listing's crowd
+NEIGHBOURHOOD_TOP = 16             # neighbours per listing in its neighbourhood profile
+
+
+def pair_dot(emb, rows: np.ndarray, cols: np.ndarray, chunk: int = 1 << 20) -> np.ndarray:
+    """Row-wise dot products emb[rows] . emb[cols] (sparse or dense), in chunks to bound memory."""
+    out = np.empty(len(rows), dtype=np.float32)
+    for s in range(0, len(rows), chunk):
+        a, b = emb[rows[s:s + chunk]], emb[cols[s:s + chunk]]
+        out[s:s + chunk] = np.asarray(a.multiply(b).sum(1)).ravel() if sp.issparse(emb) else np.einsum("ij,ij->i", a, b)
+    return out
+
+
+def reverse_index(rows: np.ndarray, cols: np.ndarray, n: int) -> np.ndarray:
+    """Position of pair (j, i) for every pair (i, j); candidates always hold both directions."""
+    keys = rows.astype(np.int64) * n + cols
+    order = np.argsort(keys, kind="stable")
+    pos = np.searchsorted(keys[order], cols.astype(np.int64) * n + rows)
+    if len(keys) and (pos.max() >= len(keys) or not np.array_equal(keys[order][pos], cols.astype(np.int64) * n + rows)):
+        raise ValueError("candidate pairs are not symmetric: every (i, j) needs its (j, i)")
+    return order[pos]
+
+
+def rank_in_row(rows: np.ndarray, sim: np.ndarray) -> np.ndarray:
+    """0 for each row's most similar candidate, 1 for the next... (NaN similarity ranks last)."""
+    key = np.nan_to_num(sim, nan=-np.inf)
+    order = np.lexsort((-key, rows))
+    starts = np.searchsorted(rows[order], rows[order])
+    rank = np.empty(len(rows), dtype=np.float32)
+    rank[order] = np.arange(len(rows)) - starts
+    return rank
+
+
+def row_best(rows: np.ndarray, sim: np.ndarray, n: int) -> np.ndarray:
+    """Each listing's best non-self candidate similarity (NaN when it has none)."""
+    best = np.full(n, -np.inf, dtype=np.float32)
+    np.maximum.at(best, rows, np.nan_to_num(sim, nan=-np.inf))
+    best[np.isinf(best)] = np.nan
+    return best
+
+
+@dataclass
+class TitleTokens:
+    """Per-listing token matrices of normalised titles, for set overlaps computed as sparse dot products."""
+
+    words: sp.csr_matrix     # binary word presence
+    numbers: sp.csr_matrix   # binary presence of numeric tokens (sizes, model numbers)
+    chars: sp.csr_matrix     # unit-length char 2-4-gram TF-IDF (robust to typos and glued words)
+    title_id: np.ndarray     # equal ids <=> identical normalised titles
+
+    @classmethod
+    def from_titles(cls, normalized: Sequence[str]) -> "TitleTokens":
+        docs = [t if t else "_" for t in normalized]      # empty titles still get a row
+        chars = TfidfVectorizer(analyzer="char_wb", ngram_range=(2, 4), binary=True, dtype=np.float32).fit_transform(docs)
+        _, title_id = np.unique(np.asarray(docs, dtype=object), return_inverse=True)
+        return cls(_token_presence(docs, r"\S+"), _token_presence(docs, r"(?<!\S)\d+(?:\.\d+)?(?!\S)"),
+                   sp.csr_matrix(chars), title_id.ravel())
+
+
+def _token_presence(docs: Sequence[str], pattern: str) -> sp.csr_matrix:
+    """Binary doc x token matrix; a pool with no such token (no numbers at all) gets one empty column."""
+    try:
+        return sp.csr_matrix(CountVectorizer(token_pattern=pattern, binary=True, dtype=np.float32).fit_transform(docs))
+    except ValueError:      # sklearn: "empty vocabulary"
+        return sp.csr_matrix((len(docs), 1), dtype=np.float32)
+
+
+def pair_features(rows: np.ndarray, cols: np.ndarray, n: int, sims: dict[str, np.ndarray], conflict: np.ndarray,
+                  tokens: TitleTokens) -> tuple[np.ndarray, list[str]]:
+    """Feature matrix (pairs, features) float32 and the feature names.
+
+    ``sims`` holds every signal's similarity per pair, including the fused score
+    under the key "fused" (density is counted on it). Per signal: the similarity,
+    j's rank in i's list and i's in j's, and the similarity minus i's and j's best
+    candidate similarity (pool-relative). Per pair: title overlaps and the unit conflict.
+    """
+    rev = reverse_index(rows, cols, n)
+    char = pair_dot(tokens.chars, rows, cols)
+    cols_out: dict[str, np.ndarray] = {}
+    for name, sim in {**sims, "char": char}.items():
+        rank = rank_in_row(rows, sim)
+        best = row_best(rows, sim, n)
+        cols_out.update({name: sim, f"{name}_rank_ij": rank, f"{name}_rank_ji": rank[rev],
+                         f"{name}_rel_i": sim - best[rows], f"{name}_rel_j": sim - best[cols]})
+    fused = np.nan_to_num(sims["fused"], nan=-np.inf)
+    for level in DENSITY_LEVELS:
+        linked = fused >= level
+        count = np.bincount(rows[linked], minlength=n).astype(np.float32)
+        cols_out.update({f"density{level}_i": count[rows], f"density{level}_j": count[cols],
+                         f"common{level}": pair_dot(_adjacency(rows[linked], cols[linked], np.ones(linked.sum()), n),
+                                                    rows, cols)})
+    cols_out["neighbourhood_cos"] = pair_dot(_neighbourhood_profiles(rows, fused, cols, n), rows, cols)
+    cols_out.update(_title_overlaps(rows, cols, tokens))
+    cols_out["unit_conflict"] = conflict.astype(np.float32)
+    names = list(cols_out)
+    return np.column_stack([cols_out[k].astype(np.float32) for k in names]), names
+
+
+def _adjacency(rows: np.ndarray, cols: np.ndarray, values: np.ndarray, n: int) -> sp.csr_matrix:
+    """Sparse n x n matrix of the given pairs plus self loops (value 1)."""
+    return sp.csr_matrix((np.r_[values, np.ones(n)].astype(np.float32), (np.r_[rows, np.arange(n)],
+                                                                         np.r_[cols, np.arange(n)])), shape=(n, n))
+
+
+def _neighbourhood_profiles(rows: np.ndarray, fused: np.ndarray, cols: np.ndarray, n: int) -> sp.csr_matrix:
+    """Unit rows of each listing's top fused scores: two listings of one product share neighbours,
+    so the cosine of their profiles ("second-order similarity") confirms a weak direct link."""
+    top = rank_in_row(rows, fused) < NEIGHBOURHOOD_TOP
+    prof = _adjacency(rows[top], cols[top], np.clip(fused[top], 0.0, None), n)
+    norms = np.sqrt(np.asarray(prof.multiply(prof).sum(1)).ravel())
+    return sp.csr_matrix(sp.diags(1.0 / norms) @ prof)
+
+
+def _title_overlaps(rows: np.ndarray, cols: np.ndarray, tokens: TitleTokens) -> dict[str, np.ndarray]:
+    """Word Jaccard, length ratio, identical titles, shared numbers and a "numbers disagree" flag."""
+    n_words = np.asarray(tokens.words.sum(1)).ravel().astype(np.float32)
+    n_nums = np.asarray(tokens.numbers.sum(1)).ravel().astype(np.float32)
+    shared_words = pair_dot(tokens.words, rows, cols)
+    shared_nums = pair_dot(tokens.numbers, rows, cols)
+    a, b = n_words[rows], n_words[cols]
+    return {
+        "word_jaccard": shared_words / np.maximum(a + b - shared_words, 1.0),
+        "length_ratio": np.minimum(a, b) / np.maximum(np.maximum(a, b), 1.0),
+        "same_title": (tokens.title_id[rows] == tokens.title_id[cols]).astype(np.float32),
+        "shared_numbers": shared_nums,
+        "numbers_mismatch": ((n_nums[rows] > 0) & (n_nums[cols] > 0) & (shared_nums == 0)).astype(np.float32),
+    }
+
+
+def symmetric_probability(p: np.ndarray, rows: np.ndarray, cols: np.ndarray, n: int) -> np.ndarray:
+    """Mean of p(i, j) and p(j, i): the directed features differ, the decision must not."""
+    return 0.5 * (p + p[reverse_index(rows, cols, n)])
+
+
+@dataclass
+class PairClassifier:
+    """Gradient-boosted trees on :func:`pair_features`; remembers the feature names it was trained on."""
+
+    max_iter: int = 300
+    learning_rate: float = 0.1
+    max_leaf_nodes: int = 63
+    seed: int = 0
+    feature_names: list[str] = field(default_factory=list)
+    model: HistGradientBoostingClassifier | None = None
+
+    def _new_model(self) -> HistGradientBoostingClassifier:
+        return HistGradientBoostingClassifier(max_iter=self.max_iter, learning_rate=self.learning_rate,
+                                              max_leaf_nodes=self.max_leaf_nodes, early_stopping=False,
+                                              random_state=self.seed)
+
+    def fit(self, x: np.ndarray, same: np.ndarray, feature_names: list[str]) -> "PairClassifier":
+        """Train on labelled pairs (``same``: both listings in one label group)."""
+        if len(np.unique(same)) < 2:
+            raise ValueError("pair classifier needs both matching and non-matching candidate pairs to train; "
+                             "use more train groups")
+        self.feature_names = list(feature_names)
+        self.model = self._new_model().fit(x, same)
+        return self
+
+    def predict_proba(self, x: np.ndarray, feature_names: list[str]) -> np.ndarray:
+        """p(same product) per pair; the features must be the ones it was trained on, in order."""
+        if self.model is None:
+            raise RuntimeError("PairClassifier.predict_proba called before fit(): train it on train pairs first")
+        if list(feature_names) != self.feature_names:
+            raise ValueError(f"pair features {feature_names} differ from the trained ones {self.feature_names}; "
+                             "predict with the same signals (images, learned title) the matcher was fit with")
+        return self.model.predict_proba(x)[:, 1].astype(np.float32)
+
+    def out_of_fold(self, x: np.ndarray, same: np.ndarray, pair_groups: np.ndarray, folds: int = 3,
+                    progress: bool = False) -> np.ndarray:
+        """Each pair's probability from a model that never saw its label group (group K-fold).
+
+        The decision threshold is tuned on these, so it is set on pairs scored the
+        way unseen test pairs will be, not on pairs the trees memorised.
+        """
+        p = np.empty(len(same), dtype=np.float32)
+        for fit_idx, held in tqdm(GroupKFold(folds).split(x, same, pair_groups), total=folds, desc="pair folds",
+                                  disable=not progress):
+            p[held] = self._new_model().fit(x[fit_idx], same[fit_idx]).predict_proba(x[held])[:, 1]
+        return p

@@ -1,0 +1,119 @@
+"""Pair features (known answers), the pair classifier, and its decision beating a threshold rule (synthetic)."""
+
+import numpy as np
+import pytest
+
+from samesame.fusion import Candidates, keep_pairs, pair_scores, tune_recipe, tune_rerank
+from samesame.pairs import (PairClassifier, TitleTokens, pair_features, rank_in_row, reverse_index, row_best,
+                            symmetric_probability)
+
+
+def _both_ways(pairs, values):
+    """Directed rows/cols/values from undirected (i, j) pairs and one value per pair."""
+    rows = np.array([i for i, j in pairs] + [j for i, j in pairs])
+    cols = np.array([j for i, j in pairs] + [i for i, j in pairs])
+    return rows, cols, np.array(list(values) * 2, dtype=np.float32)
+
+
+def test_reverse_index_finds_the_opposite_direction_and_rejects_one_way_pairs():
+    rows, cols = np.array([0, 2, 1, 0]), np.array([1, 0, 0, 2])
+    assert reverse_index(rows, cols, 3).tolist() == [2, 3, 0, 1]
+    with pytest.raises(ValueError, match="not symmetric"):
+        reverse_index(np.array([0]), np.array([1]), 2)
+
+
+def test_rank_and_best_per_row_with_missing_similarity_last():
+    rows = np.array([0, 0, 0, 1])
+    sim = np.array([0.2, np.nan, 0.9, 0.5], dtype=np.float32)
+    assert rank_in_row(rows, sim).tolist() == [1, 2, 0, 0]
+    best = row_best(rows, sim, 3)
+    assert best[:2].tolist() == pytest.approx([0.9, 0.5]) and np.isnan(best[2])
+
+
+def test_pair_features_known_answers():
+    # 0-1 close, 0-2 far; row 1's only candidate is 0, row 0's best is 1
+    rows, cols, tfidf = _both_ways([(0, 1), (0, 2)], [0.8, 0.3])
+    conflict = np.array([False, True, False, True])
+    tokens = TitleTokens.from_titles(["kopi 200 gr", "kopi 200 gr", "teh 400 gr botol"])
+    x, names = pair_features(rows, cols, 3, {"tfidf": tfidf, "fused": tfidf}, conflict, tokens)
+    f = dict(zip(names, x.T))
+    assert x.shape == (4, len(names)) and x.dtype == np.float32
+    # pair order: (0,1) (0,2) (1,0) (2,0)
+    assert f["tfidf_rank_ij"].tolist() == [0, 1, 0, 0]
+    assert f["tfidf_rank_ji"].tolist() == [0, 0, 0, 1]
+    assert f["tfidf_rel_i"] == pytest.approx([0.0, -0.5, 0.0, 0.0])
+    assert f["tfidf_rel_j"] == pytest.approx([0.0, 0.0, 0.0, -0.5])
+    assert f["unit_conflict"].tolist() == [0, 1, 0, 1]
+    assert f["same_title"].tolist() == [1, 0, 1, 0]
+    assert f["word_jaccard"] == pytest.approx([1.0, 1 / 6, 1.0, 1 / 6])
+    assert f["numbers_mismatch"].tolist() == [0, 1, 0, 1]
+    assert f["density0.6_i"].tolist() == [1, 1, 1, 0]          # row 0 and 1 each have one pair >= 0.6
+    assert f["common0.6"].tolist() == [2, 0, 2, 0]             # 0 and 1 share {0, 1}; 2 is linked to nobody
+    # profiles (self = 1): row 0 = (1, 0.8, 0.3), row 1 = (0.8, 1, 0)
+    assert f["neighbourhood_cos"][0] == pytest.approx(1.6 / np.sqrt(1.73 * 1.64), rel=1e-5)
+    assert f["char"][0] == pytest.approx(1.0, abs=1e-5) and f["char"][1] < 0.5
+
+
+def test_title_tokens_accept_pools_without_numbers_or_with_empty_titles():
+    tokens = TitleTokens.from_titles(["kopi", "", "teh"])
+    assert tokens.numbers.shape[0] == 3 and tokens.numbers.nnz == 0
+
+
+def test_symmetric_probability_averages_both_directions():
+    rows, cols = np.array([0, 1]), np.array([1, 0])
+    assert symmetric_probability(np.array([0.2, 0.6]), rows, cols, 2).tolist() == pytest.approx([0.4, 0.4])
+
+
+def test_classifier_refuses_other_features_and_use_before_fit():
+    x = np.array([[0.0], [1.0], [0.1], [0.9]], dtype=np.float32)
+    clf = PairClassifier(max_iter=5).fit(x, np.array([0, 1, 0, 1]), ["a"])
+    assert clf.predict_proba(x, ["a"]).shape == (4,)
+    with pytest.raises(ValueError, match="differ from the trained"):
+        clf.predict_proba(x, ["b"])
+    with pytest.raises(RuntimeError, match="fit"):
+        PairClassifier().predict_proba(x, ["a"])
+    with pytest.raises(ValueError, match="both matching and non-matching"):
+        PairClassifier().fit(x, np.ones(4, bool), ["a"])
+
+
+def _crowded_pairs(seed=0, n_pairs=150, decoys=4):
+    """Listings in pairs; each pair lives in a neighbourhood whose similarity level varies.
+
+    The true partner is always i's best candidate (0.15 above its decoys), but the
+    level offset spans 0.5, so no single similarity threshold separates partners
+    from decoys, while "similarity minus i's best" does.
+    """
+    rng = np.random.default_rng(seed)
+    n = 2 * n_pairs
+    level = rng.uniform(0.0, 0.5, n_pairs)
+    undirected, values = [], []
+    for p in range(n_pairs):
+        a, b = 2 * p, 2 * p + 1
+        undirected.append((a, b))
+        values.append(level[p] + 0.45)
+        for d in rng.choice(np.setdiff1d(np.arange(n), [a, b]), decoys, replace=False):
+            undirected.append((a, int(d)))
+            values.append(level[p] + 0.3 - 0.1 * rng.random())
+    keys = {}
+    for (i, j), v in zip(undirected, values):       # one value per unordered pair
+        keys.setdefault((min(i, j), max(i, j)), v)
+    rows, cols, sim = _both_ways(list(keys), keys.values())
+    labels = np.arange(n) // 2
+    cands = Candidates(rows, cols, {"tfidf": sim}, np.zeros(len(rows), bool), n)
+    return cands, labels
+
+
+def test_classifier_beats_the_threshold_rule_when_a_pool_relative_feature_matters():
+    cands, labels = _crowded_pairs()
+    rule = tune_recipe(cands, labels, concat=["tfidf"])
+    rule_f1 = pair_scores(cands, keep_pairs(cands, rule), labels).mean_f1
+    x, names = pair_features(cands.rows, cands.cols, cands.n, {**cands.sims, "fused": cands.sims["tfidf"]},
+                             cands.conflict, TitleTokens.from_titles(["x"] * cands.n))
+    same = labels[cands.rows] == labels[cands.cols]
+    folds = np.minimum(labels[cands.rows], labels[cands.cols])
+    p = symmetric_probability(PairClassifier(max_iter=50).out_of_fold(x, same, folds), cands.rows, cands.cols,
+                              cands.n)
+    step = tune_rerank(cands, p, labels)
+    pair_f1 = pair_scores(cands, keep_pairs(cands, step, p), labels).mean_f1
+    assert rule_f1 < 0.9
+    assert pair_f1 > rule_f1 + 0.05
