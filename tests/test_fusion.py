@@ -156,8 +156,8 @@ def test_ablation_never_reads_val_labels():
     train, _ = _listings(seed=0, n_groups=60)
     val, _ = _listings(seed=2, n_groups=20)
     shuffled = val.assign(label_group=np.random.default_rng(0).permutation(val["label_group"].to_numpy()))
-    table, recipes = ablation(train, val, arcface=None, progress=False)
-    table_s, recipes_s = ablation(train, shuffled, arcface=None, progress=False)
+    table, recipes, _ = ablation(train, val, arcface=None, progress=False)
+    table_s, recipes_s, _ = ablation(train, shuffled, arcface=None, progress=False)
     assert {"+pair classifier", "best"} <= set(table["method"])
     assert "rerank" in recipes["+pair classifier"]
     assert recipes == recipes_s
@@ -170,6 +170,6 @@ def test_ablation_on_real_data_beats_tfidf_alone():
     from samesame.data import load_dataset, split_by_group
 
     train, val = split_by_group(load_dataset(DATA).train, test_fraction=0.41, seed=0)
-    table, recipes = ablation(train.iloc[:3000], val.iloc[:2000], arcface=None, progress=False)
+    table, recipes, _ = ablation(train.iloc[:3000], val.iloc[:2000], arcface=None, progress=False)
     f1 = table.set_index("method")["mean_f1"]
     assert f1["best"] > f1["tfidf"]

@@ -115,13 +115,19 @@ def candidate_pairs(signals: Signals, k: int = MAX_MATCHES, progress: bool = Fal
         pairs.append(c[ok] * n + r[ok])
     keys = np.unique(np.concatenate(pairs)) if pairs else np.zeros(0, np.int64)
     rows, cols = keys // n, keys % n
-    sims = {name: pair_dot(emb, rows, cols) for name, emb in signals.emb.items()}
-    if "image" in sims:
-        sims["image"][~(signals.image_ok[rows] & signals.image_ok[cols])] = np.nan
+    sims = embedding_sims(signals, rows, cols)
     bits = np.unpackbits(signals.phash[rows] ^ signals.phash[cols], axis=1).sum(1)
     sims["phash"] = (1.0 - bits / 32.0).astype(np.float32)
     conflict = _pair_conflicts(signals.quantities, rows, cols)
     return Candidates(rows, cols, sims, conflict, n)
+
+
+def embedding_sims(signals: Signals, rows: np.ndarray, cols: np.ndarray) -> dict[str, np.ndarray]:
+    """Cosine of every embedding signal per pair; NaN image similarity where either image is missing."""
+    sims = {name: pair_dot(emb, rows, cols) for name, emb in signals.emb.items()}
+    if "image" in sims:
+        sims["image"][~(signals.image_ok[rows] & signals.image_ok[cols])] = np.nan
+    return sims
 
 
 def _pair_conflicts(qty: list[dict], rows: np.ndarray, cols: np.ndarray) -> np.ndarray:
@@ -242,14 +248,20 @@ def searched_signals(recipe: dict) -> set[str]:
 
 def pool_candidates(signals: Signals, recipe: dict, k: int = MAX_MATCHES,
                     progress: bool = False) -> tuple[Signals, Candidates, np.ndarray]:
-    """The recipe's final signals, candidate pairs and fused score (after its blend pass, if any)."""
+    """The recipe's final signals, candidate pairs and fused score (after its blend pass, if any).
+
+    After blending, the pairs also carry the unblended similarities ("raw_" + signal):
+    the pair classifier can then tell a pair close in itself from one pulled close by its neighbours.
+    """
     search = searched_signals(recipe)
     cands = candidate_pairs(signals, k, progress, search)
     blend = recipe.get("blend")
     if blend:
         first = fused_score(cands, blend["weights"])
+        raw = signals
         signals = blend_signals(signals, cands, first, blend["threshold"], blend["top"])
         cands = candidate_pairs(signals, k, progress, search)
+        cands.sims.update({f"raw_{name}": s for name, s in embedding_sims(raw, cands.rows, cands.cols).items()})
     return signals, cands, fused_score(cands, recipe["weights"])
 
 
@@ -483,14 +495,16 @@ ABLATION = {  # row name -> tuning options (signals missing from the pool are sk
 
 def ablation(train_df: pd.DataFrame, val_df: pd.DataFrame, *, train_images=None, val_images=None,
              arcface: ArcFaceConfig | None = ArcFaceConfig(), tfidf_config: TfidfConfig = TfidfConfig(),
-             tune_fraction: float = 0.4, seed: int = 0, progress: bool = True) -> tuple[pd.DataFrame, dict]:
+             tune_fraction: float = 0.4, seed: int = 0, progress: bool = True
+             ) -> tuple[pd.DataFrame, dict, dict[str, list[np.ndarray]]]:
     """Each fusion step tuned on train, scored on the val pool (searched within itself).
 
-    Returns the table (method | mean_f1 | mean_precision | mean_recall) and the
-    recipe of each row, so the "best" row's thresholds can go to metrics.json.
+    Returns the table (method | mean_f1 | mean_precision | mean_recall), the
+    recipe of each row (the "best" row's thresholds go to metrics.json) and each
+    row's match sets on the val pool (for error analysis).
     """
     tuning = _TuningPool.build(train_df, train_images, tune_fraction, seed, arcface, tfidf_config, progress)
-    rows, recipes = [], {}
+    rows, recipes, predictions = [], {}, {}
     for method, options in tqdm(ABLATION.items(), desc="ablation", disable=not progress):
         concat = [s for s in options["concat"] if s in tuning.signal_names]
         if not concat:
@@ -502,8 +516,8 @@ def ablation(train_df: pd.DataFrame, val_df: pd.DataFrame, *, train_images=None,
             val_df, image_embeddings=val_images, progress=False)
         s = score_matches(matches, val_df["label_group"].to_numpy())
         rows.append({"method": method, **s.as_dict()})
-        recipes[method] = recipe
-    return pd.DataFrame(rows), recipes
+        recipes[method], predictions[method] = recipe, matches
+    return pd.DataFrame(rows), recipes, predictions
 
 
 def _subset_images(image_embeddings, rows: np.ndarray):
