@@ -173,6 +173,8 @@ class TitleEncoder:
         """Train on titles with their label_group (train groups only); fixed seeds."""
         import keras
 
+        from .arcface import ArcFace  # the shared, tested head (images use it too)
+
         cfg = self.config
         keras.utils.set_random_seed(cfg.seed)
         x = self.features(titles, fit=True)
@@ -181,7 +183,7 @@ class TitleEncoder:
         self.model = _build_encoder(x.shape[1], cfg)
         emb_in = keras.Input((x.shape[1],))
         lab_in = keras.Input((), dtype="int32")
-        logits = ArcFaceHead(int(y.max()) + 1, cfg.scale, cfg.margin)([self.model(emb_in), lab_in])
+        logits = ArcFace(int(y.max()) + 1, cfg.scale, cfg.margin)([self.model(emb_in), lab_in])
         trainer = keras.Model([emb_in, lab_in], logits)
         trainer.compile(optimizer=keras.optimizers.Adam(cfg.learning_rate),
                         loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True))
@@ -235,34 +237,3 @@ def _build_encoder(n_features: int, cfg: ArcFaceConfig):
     h = keras.layers.BatchNormalization()(h)
     out = keras.layers.UnitNormalization()(h)
     return keras.Model(inp, out, name="title_encoder")
-
-
-def _arcface_head_class():
-    import keras
-    from keras import ops
-
-    class _ArcFaceHead(keras.layers.Layer):
-        """Logits s*cos(theta + m) for the true class, s*cos(theta) for the others."""
-
-        def __init__(self, n_classes: int, scale: float, margin: float, **kwargs):
-            super().__init__(**kwargs)
-            self.n_classes, self.scale, self.margin = n_classes, scale, margin
-
-        def build(self, input_shape):
-            dim = input_shape[0][-1]
-            self.centres = self.add_weight(shape=(dim, self.n_classes), initializer="glorot_uniform", name="centres")
-
-        def call(self, inputs):
-            emb, labels = inputs
-            cos = ops.matmul(emb, ops.normalize(self.centres, axis=0))
-            cos = ops.clip(cos, -1.0 + 1e-7, 1.0 - 1e-7)
-            target = ops.cos(ops.arccos(cos) + self.margin)
-            onehot = ops.one_hot(ops.cast(labels, "int32"), self.n_classes)
-            return self.scale * (onehot * target + (1.0 - onehot) * cos)
-
-    return _ArcFaceHead
-
-
-def ArcFaceHead(n_classes: int, scale: float, margin: float):
-    """The ArcFace classification head (built lazily so importing this module does not import Keras)."""
-    return _arcface_head_class()(n_classes, scale, margin)
