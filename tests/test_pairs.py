@@ -117,3 +117,14 @@ def test_classifier_beats_the_threshold_rule_when_a_pool_relative_feature_matter
     pair_f1 = pair_scores(cands, keep_pairs(cands, step, p), labels).mean_f1
     assert rule_f1 < 0.9
     assert pair_f1 > rule_f1 + 0.05
+
+
+def test_a_feature_missing_on_every_pair_does_not_break_training():
+    from samesame.pairs import PairClassifier
+
+    rng = np.random.default_rng(0)
+    x = np.column_stack([rng.normal(size=200), np.full(200, np.nan)])
+    same = (x[:, 0] > 0).astype(int)
+    clf = PairClassifier(max_iter=20).fit(x, same, ["sim", "image"])
+    assert clf.predict_proba(x, ["sim", "image"])[same == 1].mean() > 0.5
+    assert clf.out_of_fold(x, same, np.arange(200) % 10).shape == (200,)

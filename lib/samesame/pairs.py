@@ -176,13 +176,18 @@ class PairClassifier:
                                               max_leaf_nodes=self.max_leaf_nodes, early_stopping=False,
                                               random_state=self.seed)
 
+    def _fitted(self, x: np.ndarray, same: np.ndarray) -> HistGradientBoostingClassifier:
+        """A new model trained on these pairs; a feature missing on every pair (e.g. image similarity when no
+        pair has two usable images) becomes a constant, since sklearn cannot bin an all-NaN column."""
+        return self._new_model().fit(np.where(np.isnan(x).all(axis=0), 0.0, x), same)
+
     def fit(self, x: np.ndarray, same: np.ndarray, feature_names: list[str]) -> "PairClassifier":
         """Train on labelled pairs (``same``: both listings in one label group)."""
         if len(np.unique(same)) < 2:
             raise ValueError("pair classifier needs both matching and non-matching candidate pairs to train; "
                              "use more train groups")
         self.feature_names = list(feature_names)
-        self.model = self._new_model().fit(x, same)
+        self.model = self._fitted(x, same)
         return self
 
     def predict_proba(self, x: np.ndarray, feature_names: list[str]) -> np.ndarray:
@@ -204,5 +209,5 @@ class PairClassifier:
         p = np.empty(len(same), dtype=np.float32)
         for fit_idx, held in tqdm(GroupKFold(folds).split(x, same, pair_groups), total=folds, desc="pair folds",
                                   disable=not progress):
-            p[held] = self._new_model().fit(x[fit_idx], same[fit_idx]).predict_proba(x[held])[:, 1]
+            p[held] = self._fitted(x[fit_idx], same[fit_idx]).predict_proba(x[held])[:, 1]
         return p
