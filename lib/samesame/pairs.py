@@ -177,9 +177,11 @@ class PairClassifier:
                                               random_state=self.seed)
 
     def _fitted(self, x: np.ndarray, same: np.ndarray) -> HistGradientBoostingClassifier:
-        """A new model trained on these pairs; a feature missing on every pair (e.g. image similarity when no
-        pair has two usable images) becomes a constant, since sklearn cannot bin an all-NaN column."""
-        return self._new_model().fit(np.where(np.isnan(x).all(axis=0), 0.0, x), same)
+        """A new model trained on these pairs; a feature with fewer than two distinct finite values (e.g. image
+        similarity when almost no pair has two usable images) becomes a constant, which sklearn can bin."""
+        x = np.where(np.isfinite(x), x, np.nan)
+        degenerate = np.array([np.unique(col[~np.isnan(col)]).size < 2 for col in x.T], dtype=bool)
+        return self._new_model().fit(np.where(degenerate, 0.0, x), same)
 
     def fit(self, x: np.ndarray, same: np.ndarray, feature_names: list[str]) -> "PairClassifier":
         """Train on labelled pairs (``same``: both listings in one label group)."""
