@@ -180,7 +180,7 @@ class PairClassifier:
         """A new model trained on these pairs; a feature with fewer than two distinct finite values (e.g. image
         similarity when almost no pair has two usable images) becomes a constant, which sklearn can bin."""
         x = np.where(np.isfinite(x), x, np.nan)
-        degenerate = np.array([np.unique(col[~np.isnan(col)]).size < 2 for col in x.T], dtype=bool)
+        degenerate = ~(np.fmin.reduce(x, axis=0) < np.fmax.reduce(x, axis=0))   # NaN-skipping; all-NaN -> NaN
         return self._new_model().fit(np.where(degenerate, 0.0, x), same)
 
     def fit(self, x: np.ndarray, same: np.ndarray, feature_names: list[str]) -> "PairClassifier":
