@@ -9,7 +9,7 @@ import pytest
 from samesame.fusion import (Candidates, Matcher, Signals, ablation, blend_signals, candidate_pairs, fit_matcher,
                              fused_score, keep_pairs, matches_from_pairs, pair_scores, searched_signals)
 from samesame.metrics import score_matches
-from samesame.text import ArcFaceConfig
+from samesame.title_model import TitleModelConfig
 
 DATA = Path(__file__).resolve().parents[1].parent / "shared/data/shopee-dev"
 
@@ -104,7 +104,7 @@ def _check_matches(matches, n):
 
 def test_matcher_round_trip_without_images():
     df, _ = _listings()
-    matcher = fit_matcher(df, arcface=ArcFaceConfig(svd_dim=16, hidden=32, dim=8, epochs=3, max_features=500),
+    matcher = fit_matcher(df, title_model=TitleModelConfig(train_layers=1, epochs=2, batch_size=32),
                           rerank=True, progress=False)
     assert {"weights", "threshold", "rerank"} <= set(matcher.recipe) and matcher.name.endswith("+pairs")
     assert "title" in matcher.reranker.feature_names
@@ -121,7 +121,7 @@ def test_matcher_round_trip_with_partial_image_embeddings():
     ok = rng.random(len(df)) > 0.3
     vectors[~ok] = 0.0
     for rerank in (False, True):
-        matcher = fit_matcher(df, image_embeddings=(vectors, ok), arcface=None, rerank=rerank, progress=False)
+        matcher = fit_matcher(df, image_embeddings=(vectors, ok), title_model=None, rerank=rerank, progress=False)
         assert "image" in matcher.recipe["weights"] and ("rerank" in matcher.recipe) is rerank
         matches = matcher.predict(df, image_embeddings=(vectors, ok), progress=False)
         _check_matches(matches, len(df))
@@ -156,8 +156,8 @@ def test_ablation_never_reads_val_labels():
     train, _ = _listings(seed=0, n_groups=60)
     val, _ = _listings(seed=2, n_groups=20)
     shuffled = val.assign(label_group=np.random.default_rng(0).permutation(val["label_group"].to_numpy()))
-    table, recipes, _ = ablation(train, val, arcface=None, progress=False)
-    table_s, recipes_s, _ = ablation(train, shuffled, arcface=None, progress=False)
+    table, recipes, _ = ablation(train, val, title_model=None, progress=False)
+    table_s, recipes_s, _ = ablation(train, shuffled, title_model=None, progress=False)
     assert {"+pair classifier", "best"} <= set(table["method"])
     assert "rerank" in recipes["+pair classifier"]
     assert recipes == recipes_s
@@ -170,6 +170,6 @@ def test_ablation_on_real_data_beats_tfidf_alone():
     from samesame.data import load_dataset, split_by_group
 
     train, val = split_by_group(load_dataset(DATA).train, test_fraction=0.41, seed=0)
-    table, recipes, _ = ablation(train.iloc[:3000], val.iloc[:2000], arcface=None, progress=False)
+    table, recipes, _ = ablation(train.iloc[:3000], val.iloc[:2000], title_model=None, progress=False)
     f1 = table.set_index("method")["mean_f1"]
     assert f1["best"] > f1["tfidf"]

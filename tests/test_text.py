@@ -1,11 +1,10 @@
-"""Title normalisation, quantities/unit conflicts, TF-IDF and the learned ArcFace encoder (toy data)."""
+"""Title normalisation, quantities/unit conflicts and TF-IDF (toy data)."""
 
 import numpy as np
 import pytest
 
 from samesame.neighbors import knn
-from samesame.text import (ArcFaceConfig, TfidfConfig, TitleEncoder, normalize_title, quantities,
-                           tfidf_embeddings, unit_conflict)
+from samesame.text import TfidfConfig, normalize_title, quantities, tfidf_embeddings, unit_conflict
 
 
 @pytest.mark.parametrize("raw, expected", [
@@ -47,41 +46,3 @@ def test_tfidf_rows_are_unit_length_and_units_unify():
 def test_tfidf_needs_some_part():
     with pytest.raises(ValueError, match="word_weight"):
         tfidf_embeddings(["a b"], TfidfConfig(word_weight=0, char_weight=0))
-
-
-def _toy_groups(rng, n_groups=30, per_group=4):
-    """Each group: a distinctive product word + shared brand noise; titles differ by random filler words."""
-    filler = [f"promo{i}" for i in range(40)]
-    titles, labels = [], []
-    for g in range(n_groups):
-        for _ in range(per_group):
-            noise = " ".join(rng.choice(filler, 4, replace=False))
-            titles.append(f"produk{g} varian{g % 7} {noise}")
-            labels.append(g)
-    return titles, np.array(labels)
-
-
-def _neighbour_accuracy(emb, labels):
-    _, idx = knn(emb, 2)
-    return float(np.mean(labels[idx[:, 1]] == labels))
-
-
-def test_encoder_trains_and_beats_its_initial_state():
-    rng = np.random.default_rng(0)
-    titles, labels = _toy_groups(rng)
-    cfg = ArcFaceConfig(svd_dim=32, hidden=64, dim=16, epochs=40, batch_size=32, max_features=2000)
-    untrained = TitleEncoder(cfg)
-    untrained.features(titles, fit=True)
-    from samesame.text import _build_encoder
-    untrained.model = _build_encoder(cfg.svd_dim, cfg)
-    encoder = TitleEncoder(cfg).fit(titles, labels, progress=False)
-    assert encoder.history[-1] < encoder.history[0]
-    emb = encoder.embed(titles)
-    assert emb.shape == (len(titles), 16)
-    np.testing.assert_allclose(np.linalg.norm(emb, axis=1), 1.0, rtol=1e-4)
-    assert _neighbour_accuracy(emb, labels) > _neighbour_accuracy(untrained.embed(titles), labels)
-
-
-def test_encoder_embed_before_fit_says_what_to_do():
-    with pytest.raises(RuntimeError, match="fit"):
-        TitleEncoder().embed(["a"])

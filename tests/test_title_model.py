@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from samesame.neighbors import knn
-from samesame.title_model import TitleEncoder, TitleModelConfig, _length_batches
+from samesame.title_model import TitleEncoder, TitleModelConfig, _length_batches, fitted_encoder
 
 WORDS = ["kopi", "teh", "gula", "sabun", "sepatu", "kaos", "tas", "jam", "lampu", "kabel", "botol", "piring"]
 NOISE = ["promo", "murah", "ready", "stock", "original", "termurah", "grosir", "diskon", "best", "seller",
@@ -71,3 +71,13 @@ def test_length_batches_cover_every_row_once():
 def test_train_layers_out_of_range_is_refused():
     with pytest.raises(ValueError, match="train_layers"):
         TitleEncoder(TitleModelConfig(train_layers=13))
+
+
+def test_fitted_encoder_trains_once_then_loads_from_the_cache(tmp_path, monkeypatch):
+    titles, labels = _toy_groups(np.random.default_rng(3), n_groups=6, per_group=3)
+    cfg = TitleModelConfig(train_layers=1, epochs=1, batch_size=8)
+    first = fitted_encoder(titles, labels, cfg, tmp_path, progress=False)
+    monkeypatch.setattr(TitleEncoder, "fit", lambda *a, **k: pytest.fail("trained again despite the cache"))
+    again = fitted_encoder(titles, labels, cfg, tmp_path, progress=False)
+    assert again.history == first.history and len(again.epoch_seconds) == 1
+    np.testing.assert_allclose(again.embed(titles[:4]), first.embed(titles[:4]), atol=1e-6)

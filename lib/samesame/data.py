@@ -18,6 +18,7 @@ import hashlib
 import re
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Sequence
 
 import numpy as np
 import pandas as pd
@@ -137,6 +138,21 @@ def load_dataset(data_dir: str | Path) -> Dataset:
     return Dataset(data_dir, train, test, solution)
 
 
+def group_hash(group: int, seed: int) -> float:
+    """A label group's position in [0, 1): a hash of (seed, group), stable across files and machines."""
+    digest = hashlib.md5(f"{seed}:{group}".encode()).digest()
+    return int.from_bytes(digest[:8], "little") / 2**64
+
+
+def group_folds(labels: Sequence, k: int = 5, seed: int = 0) -> np.ndarray:
+    """Fold 0..k-1 of every row, by label group (a group's rows share a fold)."""
+    if k < 2:
+        raise ValueError(f"need at least 2 folds, got {k}")
+    groups, inverse = np.unique(np.asarray(labels), return_inverse=True)
+    folds = np.array([int(group_hash(int(g), seed) * k) for g in groups], dtype=np.int64)
+    return folds[inverse.ravel()]
+
+
 def split_by_group(df: pd.DataFrame, test_fraction: float = 0.3, seed: int = 0) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Deterministic train/test split of whole label groups (no group is on both sides).
 
@@ -147,12 +163,8 @@ def split_by_group(df: pd.DataFrame, test_fraction: float = 0.3, seed: int = 0) 
     """
     if not 0 < test_fraction < 1:
         raise ValueError(f"test_fraction must be in (0, 1), got {test_fraction}")
-    def _unit(group: int) -> float:
-        digest = hashlib.md5(f"{seed}:{group}".encode()).digest()
-        return int.from_bytes(digest[:8], "little") / 2**64
-
     groups = df["label_group"].unique()
-    to_test = {g for g in groups if _unit(int(g)) < test_fraction}
+    to_test = {g for g in groups if group_hash(int(g), seed) < test_fraction}
     is_test = df["label_group"].isin(to_test)
     return df[~is_test].reset_index(drop=True), df[is_test].reset_index(drop=True)
 

@@ -35,7 +35,8 @@ from .metrics import score_matches, scores_from_counts
 from .neighbors import MAX_MATCHES, knn, l2_normalize
 from .pairs import PairClassifier, TitleTokens, pair_dot, pair_features, symmetric_probability
 from .phash import phash_codes
-from .text import ArcFaceConfig, TfidfConfig, TitleEncoder, normalize_titles, quantities, tfidf_embeddings, unit_conflict
+from .text import TfidfConfig, normalize_titles, quantities, tfidf_embeddings, unit_conflict
+from .title_model import TitleEncoder, TitleModelConfig, fitted_encoder
 
 EMBEDDINGS = ("tfidf", "title", "image")  # blended, cosine signals
 SIGNALS = EMBEDDINGS + ("phash",)
@@ -381,19 +382,21 @@ class Matcher:
 
 
 def fit_matcher(train_df: pd.DataFrame, *, image_embeddings=None, tune_fraction: float = 0.4, seed: int = 0,
-                arcface: ArcFaceConfig | None = ArcFaceConfig(), tfidf_config: TfidfConfig = TfidfConfig(),
+                title_model: TitleModelConfig | None = TitleModelConfig(), tfidf_config: TfidfConfig = TfidfConfig(),
                 union_phash: bool = True, min2: bool = True, unit_filter: bool | None = None, blend: bool = True,
-                rerank: bool | None = None, progress: bool = True) -> Matcher:
+                rerank: bool | None = None, cache_dir: str | None = None, progress: bool = True) -> Matcher:
     """Train the title encoder and tune the whole recipe on train listings only.
 
     Train groups are split in two: the encoder learns from one part, the recipe is
     tuned on the other (searched within itself), so thresholds are set on
     embeddings of groups the encoder has never seen, as at test time.
     ``unit_filter=None`` keeps the filter only if it helps on the tuning part.
-    ``arcface=None`` skips the learned embedding (TF-IDF + phash only).
+    ``title_model=None`` skips the learned title embedding (TF-IDF + phash only).
     ``rerank=None`` adds the pair classifier only if it beats the threshold rule there (True: always).
+    ``cache_dir``: where a trained title encoder is kept and found again (same titles, labels, config).
     """
-    tuning = _TuningPool.build(train_df, image_embeddings, tune_fraction, seed, arcface, tfidf_config, progress)
+    tuning = _TuningPool.build(train_df, image_embeddings, tune_fraction, seed, title_model, tfidf_config, progress,
+                               cache_dir)
     recipe = tuning.tune(concat=tuning.signal_names, union_phash=union_phash, min2=min2,
                          unit_filter=unit_filter, blend=blend)
     recipe, reranker = tuning.rerank(recipe, rerank, progress)
@@ -410,15 +413,15 @@ class _TuningPool:
     labels: np.ndarray
 
     @classmethod
-    def build(cls, train_df, image_embeddings, tune_fraction, seed, arcface, tfidf_config, progress):
+    def build(cls, train_df, image_embeddings, tune_fraction, seed, title_model, tfidf_config, progress, cache_dir=None):
         # seed + 1: the outer train/val split may have used ``seed`` itself, which would put no group in tune_part
         fit_part, tune_part = split_by_group(train_df, test_fraction=tune_fraction, seed=seed + 1)
         if tune_part.empty or fit_part.empty:
             raise ValueError(f"splitting {len(train_df)} train listings left an empty part; "
                              f"use more train groups or another tune_fraction (got {tune_fraction})")
         tune_rows = train_df["label_group"].isin(set(tune_part["label_group"])).to_numpy()
-        encoder = (TitleEncoder(arcface).fit(fit_part["title"].tolist(), fit_part["label_group"], progress)
-                   if arcface else None)
+        encoder = (fitted_encoder(fit_part["title"], fit_part["label_group"], title_model, cache_dir, progress)
+                   if title_model else None)
         signals = compute_signals(tune_part, encoder, tfidf_config, _subset_images(image_embeddings, tune_rows))
         return cls(encoder, signals, candidate_pairs(signals, MAX_MATCHES, progress), tune_part["label_group"].to_numpy())
 
@@ -494,16 +497,18 @@ ABLATION = {  # row name -> tuning options (signals missing from the pool are sk
 
 
 def ablation(train_df: pd.DataFrame, val_df: pd.DataFrame, *, train_images=None, val_images=None,
-             arcface: ArcFaceConfig | None = ArcFaceConfig(), tfidf_config: TfidfConfig = TfidfConfig(),
-             tune_fraction: float = 0.4, seed: int = 0, progress: bool = True
+             title_model: TitleModelConfig | None = TitleModelConfig(), tfidf_config: TfidfConfig = TfidfConfig(),
+             tune_fraction: float = 0.4, seed: int = 0, cache_dir: str | None = None, progress: bool = True
              ) -> tuple[pd.DataFrame, dict, dict[str, list[np.ndarray]]]:
     """Each fusion step tuned on train, scored on the val pool (searched within itself).
 
-    Returns the table (method | mean_f1 | mean_precision | mean_recall), the
+    Returns the table (method | mean_f1 | mean_precision | mean_recall | fold_f1_std: the std of mean F1
+    over 5 folds of the val pool's groups), the
     recipe of each row (the "best" row's thresholds go to metrics.json) and each
     row's match sets on the val pool (for error analysis).
     """
-    tuning = _TuningPool.build(train_df, train_images, tune_fraction, seed, arcface, tfidf_config, progress)
+    tuning = _TuningPool.build(train_df, train_images, tune_fraction, seed, title_model, tfidf_config, progress,
+                               cache_dir)
     rows, recipes, predictions = [], {}, {}
     for method, options in tqdm(ABLATION.items(), desc="ablation", disable=not progress):
         concat = [s for s in options["concat"] if s in tuning.signal_names]
@@ -515,7 +520,8 @@ def ablation(train_df: pd.DataFrame, val_df: pd.DataFrame, *, train_images=None,
         matches = Matcher(recipe, tuning.encoder, tfidf_config, reranker=reranker).predict(
             val_df, image_embeddings=val_images, progress=False)
         s = score_matches(matches, val_df["label_group"].to_numpy())
-        rows.append({"method": method, **s.as_dict()})
+        rows.append({"method": method, **s.as_dict(),
+                     "fold_f1_std": round(float(np.std(s.fold_f1(val_df["label_group"].to_numpy()))), 4)})
         recipes[method], predictions[method] = recipe, matches
     return pd.DataFrame(rows), recipes, predictions
 

@@ -14,6 +14,8 @@ from typing import Iterable, Mapping, Sequence
 import numpy as np
 import pandas as pd
 
+from .data import group_folds
+
 
 @dataclass(frozen=True)
 class Scores:
@@ -23,6 +25,15 @@ class Scores:
     mean_precision: float
     mean_recall: float
     per_row: pd.DataFrame
+
+    def fold_f1(self, labels: Sequence, k: int = 5, seed: int = 0) -> np.ndarray:
+        """Mean F1 within each of ``k`` folds of label groups: how much the score moves between pools of groups.
+
+        One split's mean is one draw; the spread over folds says how far a hold-out of
+        other groups may land from it (report mean +- std, not the mean alone).
+        """
+        folds = group_folds(labels, k, seed)
+        return np.array([self.per_row["f1"].to_numpy()[folds == f].mean() for f in range(k) if np.any(folds == f)])
 
     def as_dict(self) -> dict[str, float]:
         return {

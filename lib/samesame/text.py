@@ -1,8 +1,8 @@
-"""Title signals: normalisation, TF-IDF embeddings, a learned ArcFace title embedding, unit conflicts.
+"""Title signals: normalisation, TF-IDF embeddings, unit conflicts (the learned embedding: :mod:`samesame.title_model`).
 
 Shopee titles are noisy Indonesian/English strings: the same product is written
 "200gr", "200 GR" or "200 gram". Normalising numbers and units first lets TF-IDF
-(and the learned model on top of it) see them as the same tokens. Quantities are
+see them as the same tokens. Quantities are
 also a strong *negative* signal: two titles that both state a weight in grams and
 disagree (200 gr vs 400 gr) are usually different variants, hence
 :func:`quantities` / :func:`unit_conflict`.
@@ -17,12 +17,9 @@ from typing import Sequence
 
 import numpy as np
 import scipy.sparse as sp
-from sklearn.decomposition import TruncatedSVD
 from sklearn.feature_extraction.text import TfidfVectorizer
 from sklearn.preprocessing import normalize
-from tqdm.auto import tqdm
 
-from .neighbors import l2_normalize
 
 # Spelling variants -> one canonical unit token (whole tokens only, after number/unit split).
 UNITS = {
@@ -113,127 +110,3 @@ def _stack_parts(mats, vectorizers, config: TfidfConfig) -> sp.csr_matrix:
     weights = {"word": config.word_weight, "char": config.char_weight}
     scaled = [normalize(m) * np.sqrt(weights[name]) for m, name in zip(mats, vectorizers)]
     return normalize(sp.hstack(scaled, format="csr")).astype(np.float32)
-
-
-# ---------------------------------------------------------------- learned title embedding
-
-
-@dataclass(frozen=True)
-class ArcFaceConfig:
-    """Hyper-parameters of the learned title embedding (defaults: about a minute for 14k titles on 2 cores)."""
-
-    svd_dim: int = 384
-    hidden: int = 768
-    dim: int = 256
-    margin: float = 0.4
-    scale: float = 30.0
-    epochs: int = 12
-    batch_size: int = 256
-    learning_rate: float = 2e-3
-    dropout: float = 0.3
-    max_features: int = 60000
-    seed: int = 0
-
-
-class TitleEncoder:
-    """MLP over (SVD-compressed) word + char TF-IDF, trained with an ArcFace head on label groups.
-
-    ArcFace (additive angular margin) pulls a group's titles towards a class centre
-    and pushes other groups at least ``margin`` radians away, so cosine distance
-    between embeddings of *unseen* groups becomes a "same product" score that
-    knows which words matter. The TF-IDF vocabulary, the SVD and the network only
-    ever see the titles passed to :meth:`fit` (train groups); :meth:`embed` maps any
-    titles into that space. SVD keeps the network small enough for 2 CPU cores.
-    """
-
-    def __init__(self, config: ArcFaceConfig = ArcFaceConfig()):
-        self.config = config
-        self.vectorizers: dict[str, TfidfVectorizer] = {}
-        self.svd: TruncatedSVD | None = None
-        self.model = None
-        self.history: list[float] = []
-
-    def features(self, titles: Sequence[str], fit: bool = False) -> np.ndarray:
-        """The network's input: unit-length SVD of unit-length word + char TF-IDF (float32)."""
-        docs = normalize_titles(titles)
-        if fit:
-            half = self.config.max_features // 2
-            self.vectorizers = {
-                "word": TfidfVectorizer(token_pattern=r"\S+", binary=True, max_features=half, dtype=np.float32),
-                "char": TfidfVectorizer(analyzer="char_wb", ngram_range=(2, 4), binary=True, max_features=half,
-                                        dtype=np.float32),
-            }
-            self.svd = TruncatedSVD(self.config.svd_dim, algorithm="randomized", n_iter=4,
-                                    random_state=self.config.seed)
-        mats = [(v.fit_transform(docs) if fit else v.transform(docs)) for v in self.vectorizers.values()]
-        x = normalize(sp.hstack([normalize(m) for m in mats], format="csr"))
-        return l2_normalize(self.svd.fit_transform(x) if fit else self.svd.transform(x))
-
-    def fit(self, titles: Sequence[str], labels: Sequence, progress: bool = True) -> "TitleEncoder":
-        """Train on titles with their label_group (train groups only); fixed seeds."""
-        import keras
-
-        from .arcface import ArcFace  # the shared, tested head (images use it too)
-
-        cfg = self.config
-        keras.utils.set_random_seed(cfg.seed)
-        x = self.features(titles, fit=True)
-        _, y = np.unique(np.asarray(labels), return_inverse=True)
-        y = y.astype(np.int32)
-        self.model = _build_encoder(x.shape[1], cfg)
-        emb_in = keras.Input((x.shape[1],))
-        lab_in = keras.Input((), dtype="int32")
-        logits = ArcFace(int(y.max()) + 1, cfg.scale, cfg.margin)([self.model(emb_in), lab_in])
-        trainer = keras.Model([emb_in, lab_in], logits)
-        trainer.compile(optimizer=keras.optimizers.Adam(cfg.learning_rate),
-                        loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True))
-        fit = trainer.fit([x, y], y, epochs=cfg.epochs, batch_size=cfg.batch_size, shuffle=True, verbose=0,
-                          callbacks=[_TqdmEpochs(cfg.epochs, progress)])
-        self.history = [float(v) for v in fit.history["loss"]]
-        return self
-
-    def embed(self, titles: Sequence[str], batch_size: int = 4096) -> np.ndarray:
-        """Unit-length float32 embeddings (n, dim) of any titles."""
-        if self.model is None:
-            raise RuntimeError("TitleEncoder.embed called before fit(): train it on train groups first")
-        x = self.features(titles)
-        return l2_normalize(self.model.predict(x, batch_size=batch_size, verbose=0))
-
-
-def _tqdm_epochs_class():
-    import keras
-
-    class _Bar(keras.callbacks.Callback):
-        """One tqdm step per epoch with the running loss (Keras' own bar floods notebooks)."""
-
-        def __init__(self, epochs: int, enabled: bool):
-            super().__init__()
-            self.bar = tqdm(total=epochs, desc="arcface title", disable=not enabled)
-
-        def on_epoch_end(self, epoch, logs=None):
-            self.bar.update(1)
-            self.bar.set_postfix(loss=f"{(logs or {}).get('loss', float('nan')):.3f}")
-
-        def on_train_end(self, logs=None):
-            self.bar.close()
-
-    return _Bar
-
-
-def _TqdmEpochs(epochs: int, enabled: bool):
-    return _tqdm_epochs_class()(epochs, enabled)
-
-
-def _build_encoder(n_features: int, cfg: ArcFaceConfig):
-    """SVD features -> Dense -> BN -> ReLU -> Dropout -> Dense -> BN -> L2 (BN before normalising)."""
-    import keras
-
-    inp = keras.Input((n_features,))
-    h = keras.layers.Dense(cfg.hidden, use_bias=False)(inp)
-    h = keras.layers.BatchNormalization()(h)
-    h = keras.layers.Activation("relu")(h)
-    h = keras.layers.Dropout(cfg.dropout)(h)
-    h = keras.layers.Dense(cfg.dim, use_bias=False)(h)
-    h = keras.layers.BatchNormalization()(h)
-    out = keras.layers.UnitNormalization()(h)
-    return keras.Model(inp, out, name="title_encoder")

@@ -23,6 +23,7 @@ Why this shape, on a 2-core CPU:
 
 from __future__ import annotations
 
+import hashlib
 import json
 import time
 from dataclasses import asdict, dataclass
@@ -38,7 +39,8 @@ from .arcface import ArcFace, ramped_margin
 from .e5 import E5Config, E5Weights
 from .neighbors import l2_normalize
 
-PAD_TO = 8   # sequence lengths are padded up to a multiple of this (fewer traced shapes)
+PAD_TO = 8         # sequence lengths are padded up to a multiple of this (fewer traced shapes)
+MASKED = -30000.0  # attention score of a padding token: exp() is 0, and it stays finite in float16
 
 
 @dataclass(frozen=True)
@@ -108,7 +110,7 @@ class EncoderLayer(keras.layers.Layer):
         batch, length, width = ops.shape(x)[0], ops.shape(x)[1], x.shape[-1]
         q, k, v = (self._heads(f(x), batch, length) for f in (self.q, self.k, self.v))
         scores = ops.matmul(q, ops.transpose(k, (0, 1, 3, 2))) * float(1.0 / np.sqrt(width // self.heads))
-        scores = scores + (1.0 - ops.cast(mask, scores.dtype))[:, None, None, :] * -1e9
+        scores = scores + (1.0 - ops.cast(mask, scores.dtype))[:, None, None, :] * MASKED
         context = ops.matmul(ops.softmax(scores, axis=-1), v)
         context = ops.reshape(ops.transpose(context, (0, 2, 1, 3)), (batch, length, width))
         x = self.aln(x + self.ao(context))
@@ -312,10 +314,12 @@ class TitleEncoder:
     # ------------------------------------------------------------ persistence
 
     def save(self, directory: str | Path) -> None:
-        """config.json + the trained top layers (upper.weights.h5); the rest is the package's weights."""
+        """config.json, training.json (loss, seconds per epoch) and the top layers (upper.weights.h5);
+        the frozen rest is the package's weights."""
         directory = Path(directory)
         directory.mkdir(parents=True, exist_ok=True)
         (directory / "config.json").write_text(json.dumps(asdict(self.config), indent=1))
+        (directory / "training.json").write_text(json.dumps({"loss": self.history, "epoch_seconds": self.epoch_seconds}))
         self.upper.save_weights(directory / "upper.weights.h5")
 
     @classmethod
@@ -323,4 +327,21 @@ class TitleEncoder:
         directory = Path(directory)
         encoder = cls(TitleModelConfig(**json.loads((directory / "config.json").read_text())))
         encoder.upper.load_weights(directory / "upper.weights.h5")
+        training = json.loads((directory / "training.json").read_text())
+        encoder.history, encoder.epoch_seconds = training["loss"], training["epoch_seconds"]
         return encoder
+
+
+def fitted_encoder(titles: Sequence[str], labels: Sequence, config: TitleModelConfig = TitleModelConfig(),
+                   cache_dir: str | Path | None = None, progress: bool = True) -> TitleEncoder:
+    """A :class:`TitleEncoder` trained on these titles and labels -- loaded from ``cache_dir`` when the very
+    same titles, labels and config were trained before (rerunning a notebook costs no training)."""
+    titles = [str(t) for t in titles]
+    key = hashlib.sha1(json.dumps([titles, [str(x) for x in labels], asdict(config)]).encode()).hexdigest()[:16]
+    folder = Path(cache_dir) / f"title-e5-{key}" if cache_dir else None
+    if folder is not None and (folder / "upper.weights.h5").exists():
+        return TitleEncoder.load(folder)
+    encoder = TitleEncoder(config).fit(titles, labels, progress)
+    if folder is not None:
+        encoder.save(folder)
+    return encoder
