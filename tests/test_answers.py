@@ -47,6 +47,7 @@ def test_versus_seed_names_direction_and_size():
     assert versus_seed(0.602, 0.613) == "reproduces the seed's 0.613 (-0.011)"
     assert versus_seed(0.70, 0.613) == "is 0.087 above the seed's 0.613"
     assert versus_seed(0.50, 0.613) == "is 0.113 below the seed's 0.613"
+    assert versus_seed(0.71, 0.724, "best image-only") == "reproduces the seed's best image-only 0.724 (-0.014)"
 
 
 def test_every_answer_is_a_bold_sentence_and_a_table_with_the_seed():
@@ -103,7 +104,7 @@ def test_submission_answer_without_truth():
     run = _run()
     del run["07_submission"]["test_mean_f1"]
     assert "the leaderboard scores it" in answer("07_submission", run)
-    assert "reaches 0.820 mean F1, which is 0.096 above the seed's 0.724" in answer("07_submission", _run())
+    assert "reaches 0.820 mean F1, which is 0.096 above the seed's best image-only 0.724" in answer("07_submission", _run())
 
 
 def test_missing_notebook_and_unknown_notebook():

@@ -48,12 +48,12 @@ def _cell(value) -> str:
     return str(value).replace("|", "\\|")
 
 
-def versus_seed(ours: float, seed: float) -> str:
-    """'reproduces the seed's 0.613 (0.602, -0.011)' or 'is 0.050 above/below the seed's ...'."""
-    diff = ours - seed
+def versus_seed(ours: float, seed: float, label: str = "") -> str:
+    """'reproduces the seed's 0.613 (-0.011)' or 'is 0.050 above/below the seed's [label ]0.613'."""
+    diff, name = ours - seed, f"the seed's {label + ' ' if label else ''}{seed:.3f}"
     if abs(diff) < REPRODUCED:
-        return f"reproduces the seed's {seed:.3f} ({diff:+.3f})"
-    return f"is {abs(diff):.3f} {'above' if diff > 0 else 'below'} the seed's {seed:.3f}"
+        return f"reproduces {name} ({diff:+.3f})"
+    return f"is {abs(diff):.3f} {'above' if diff > 0 else 'below'} {name}"
 
 
 def _gain_verdict(gain: float, seed_gain: float, claim: str) -> str:
@@ -122,7 +122,7 @@ def _backbones(metrics: dict) -> str:
     text = (f"**Answer:** the best pretrained backbone chosen on train, {b['best']}, scores "
             f"{best['test_mean_f1']:.3f} test mean F1 against {source} {reference:.3f}: "
             f"{_gain_verdict(best['test_mean_f1'] - reference, seed_gain, 'a pretrained CNN beats the hash')}. "
-            f"Its score {versus_seed(best['test_mean_f1'], SEED['pretrained'].test_mean_f1)} (EfficientNetB0).")
+            f"Its score {versus_seed(best['test_mean_f1'], SEED['pretrained'].test_mean_f1, 'EfficientNetB0')}.")
     if skipped:
         text += f" Skipped (no ImageNet weights on this machine): {', '.join(skipped)}."
     return text + "\n\n" + markdown_table(rows)
@@ -185,7 +185,7 @@ def _errors(metrics: dict) -> str:
             f"{'above' if lead >= 0 else '**below**'} the best single signal ({top_single}, {singles[top_single]:.3f}). ")
     if "image" in singles:
         text += (f"Images alone score {singles['image']:.3f}, which "
-                 f"{versus_seed(singles['image'], SEED_BEST.test_mean_f1)} (its best image-only matcher). ")
+                 f"{versus_seed(singles['image'], SEED_BEST.test_mean_f1, 'best image-only')}. ")
     else:
         text += "No image vectors in this run, so there is no image-only row. "
     gain = best["mean_f1"] - no_title
@@ -213,7 +213,7 @@ def _submission(metrics: dict) -> str:
         head += "; test.csv has no truth here, so the leaderboard scores it."
     else:
         head += (f"; scored against the test.csv truth it reaches {s['test_mean_f1']:.3f} mean F1, which "
-                 f"{versus_seed(s['test_mean_f1'], SEED_BEST.test_mean_f1)} (image only, its own test split).")
+                 f"{versus_seed(s['test_mean_f1'], SEED_BEST.test_mean_f1, 'best image-only')} (on its own test split).")
     return head + "\n\n" + markdown_table([row, seed])
 
 
