@@ -75,6 +75,12 @@ def test_backbone_answer_contradicts_the_seed_when_the_hash_wins():
 def test_finetune_answer_when_selection_keeps_the_pretrained_model_or_nothing_trained():
     assert "chose lite0-arcface-layer-e9" in answer("04_finetune", _run())
     run = _run()
+    run["04_finetune"]["rows"].append({"model": "lite0-softmax-layer-e9", "head": "softmax", "unfreeze": "layer",
+                                       "epochs": 9, "selection_mean_f1": 0.75, "train_mean_f1": 0.7,
+                                       "test_mean_f1": 0.7})
+    assert "ArcFace wins on held-out train groups (best snapshot 0.800 ArcFace vs 0.750 softmax)" in answer(
+        "04_finetune", run)
+    run = _run()
     run["04_finetune"]["best"] = run["04_finetune"]["rows"][0]
     text = answer("04_finetune", run)
     assert "kept the pretrained backbone" in text and "does **not** reproduce" in text

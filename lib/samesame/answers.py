@@ -151,8 +151,14 @@ def _finetune(metrics: dict) -> str:
     else:
         chosen = (f"selection on held-out train groups chose {best['model']} ({best['head']} head, unfreeze "
                   f"{best['unfreeze']}, {best['epochs']} epochs)")
+    heads = ""
+    if {"softmax", "arcface"} <= set(per_head):
+        a, b = per_head["arcface"]["selection_mean_f1"], per_head["softmax"]["selection_mean_f1"]
+        winner = "ArcFace" if a > b else "softmax" if b > a else "neither"
+        heads = (f" Softmax or ArcFace: {winner} wins on held-out train groups (best snapshot {a:.3f} ArcFace vs "
+                 f"{b:.3f} softmax).")
     return (f"**Answer:** {chosen}; test mean F1 {pretrained['test_mean_f1']:.3f} → {best['test_mean_f1']:.3f}, "
-            f"{_gain_verdict(gain, seed_gain, 'fine-tuning helps')}.\n\n" + markdown_table(table))
+            f"{_gain_verdict(gain, seed_gain, 'fine-tuning helps')}.{heads}\n\n" + markdown_table(table))
 
 
 def _metric(metrics: dict) -> str:
