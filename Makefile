@@ -11,11 +11,12 @@ RUN ?= $(shell date +%Y%m%d-%H%M%S)
 RUN := $(RUN)
 PIPELINE = $(PY) -m samesame.pipeline run --profile $(PROFILE) --run $(RUN) $(if $(DATA_DIR),--data-dir $(DATA_DIR))
 
-.PHONY: all test venv sample eda phash backbones finetune metric errors submission bench data lab strip clean-cache help
+.PHONY: all test venv sample eda phash backbones finetune metric errors submission results bench data lab strip clean-cache help
 help:
 	@echo "make all [DATA_DIR=<kaggle folder>] [RUN=<name>] [PROFILE=sample|kaggle|gpu]  run notebooks 01..07 into runs/RUN/"
 	@echo "make test        unit + end-to-end tests";  echo "make sample      generate the embedded sample (data/sample)"
 	@echo "make eda|phash|backbones|finetune|metric|errors|submission  one notebook (same RUN to reuse a run)"
+	@echo "make results RUNS=\"<run> ...\"  RESULTS.md + docs/figures/ from those runs' metrics.json and params.yaml"
 	@echo "make bench       embedding + kNN benchmark -> runs/bench/bench.json"
 	@echo "make data        download the competition with the Kaggle CLI";  echo "make lab         JupyterLab on the repo"
 
@@ -46,6 +47,9 @@ sample: $(STAMP)
 
 test: $(STAMP)
 	$(PY) -m pytest
+
+results: $(STAMP)
+	$(PY) -m samesame.results $(RUNS)
 
 bench: $(STAMP)
 	$(PY) scripts/bench.py --out runs/bench/bench.json

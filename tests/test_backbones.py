@@ -127,10 +127,27 @@ def test_unknown_name_lists_the_choices():
         assert name in str(err.value)
 
 
-def test_registry_names():
-    assert set(available_backbones()) == set(BACKBONES) == {
-        "efficientnet_lite0", "efficientnet_lite1", "efficientnet_lite2", "efficientnetb0",
-        "vgg16", "resnet50", "inceptionv3", "random_lite0"}
+REGISTRY = {  # name -> (native input size, embedding dim): the published architectures' numbers
+    "efficientnet_lite0": (224, 1280), "efficientnet_lite1": (240, 1280), "efficientnet_lite2": (260, 1280),
+    "efficientnetb0": (224, 1280), "vgg16": (224, 512), "resnet50": (224, 2048), "inceptionv3": (299, 2048),
+    "random_lite0": (224, 1280),
+}
+
+
+def test_registry_lists_the_seed_and_lite_backbones_in_report_order():
+    assert available_backbones() == list(REGISTRY)
+
+
+@pytest.mark.parametrize("name", list(REGISTRY))
+def test_every_registered_backbone_embeds_images_with_its_known_shape(name):
+    """Each name builds a model that maps RGB images to one vector of the architecture's width."""
+    native, dim = REGISTRY[name]
+    assert BACKBONES[name].input_size == native
+    b = load_backbone(name, input_size=96, weights=None)
+    assert (b.name, b.input_size, b.dim, b.weights) == (name, 96, dim, RANDOM_WEIGHTS)
+    rgb = np.random.default_rng(0).uniform(0, 255, (2, 96, 96, 3)).astype(np.float32)
+    emb = embed(b.model, rgb)
+    assert emb.shape == (2, dim) and np.isfinite(emb).all() and not np.allclose(emb[0], emb[1], rtol=1e-3, atol=0)
 
 
 def test_bad_weights_argument():

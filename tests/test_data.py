@@ -50,6 +50,37 @@ def test_empty_and_missing_files(tmp_path):
         load_dataset(tmp_path / "nothing-here")
 
 
+HEADER = "posting_id,image,image_phash,title,label_group\n"
+GOOD = "train_{i},a{i}.jpg,94974f937d4c2433,kopi {i},1\n"
+
+
+@pytest.mark.parametrize("body, message", [
+    (GOOD.format(i=1) + 'train_2,b.jpg,94974f937d4c2433,"kopi 200gr,1\n' + GOOD.format(i=3),
+     r"not a well-formed csv, an unterminated quote starts at line 3 .*Fix that line: close the quote"),
+    (GOOD.format(i=1) + "train_2,b.jpg,94974f937d4c2433,kopi, 200gr,1\n",
+     r"not a well-formed csv, the fields do not match the header at line 3 \(Expected 5 fields in line 3, saw 6\)"),
+    (GOOD.format(i=1).replace(",1\n", ",1,x\n"), r"the data rows have more fields than the header \(line 1\)"),
+])
+def test_malformed_csv_names_the_file_the_line_and_the_fix(tmp_path, body, message):
+    path = tmp_path / "train.csv"
+    path.write_text(HEADER + body)
+    with pytest.raises(DataError, match=f"{path}: {message}"):
+        read_listings(path, labelled=True)
+
+
+def test_a_binary_file_renamed_csv_is_not_a_parser_crash(tmp_path):
+    import zipfile
+
+    path = tmp_path / "train.csv"
+    with zipfile.ZipFile(path, "w") as archive:
+        archive.writestr("train.csv", HEADER + GOOD.format(i=1))
+    with pytest.raises(DataError, match=f"{path}: line 1 is not UTF-8 text .*Unzip the download first"):
+        read_listings(path, labelled=True)
+    path.write_bytes(HEADER.encode() + bytes(range(256)) * 4)
+    with pytest.raises(DataError, match=f"{path}: "):
+        read_listings(path, labelled=True)
+
+
 def test_test_csv_must_not_have_labels(tmp_path):
     path = write_listings(tmp_path, [ROW], name="test.csv")
     with pytest.raises(DataError, match="unexpected \\['label_group'\\]"):

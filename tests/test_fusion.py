@@ -159,9 +159,27 @@ def test_ablation_never_reads_val_labels():
     table, recipes, _ = ablation(train, val, title_model=None, progress=False)
     table_s, recipes_s, _ = ablation(train, shuffled, title_model=None, progress=False)
     assert {"+pair classifier", "best"} <= set(table["method"])
+    assert "image" not in set(table["method"])           # no image vectors, no image-only row
     assert "rerank" in recipes["+pair classifier"]
     assert recipes == recipes_s
     assert not table["mean_f1"].equals(table_s["mean_f1"])
+
+
+def test_ablation_has_an_image_only_row_when_image_vectors_exist():
+    """06 blames signals by their single-signal rows; without an "image" row it could never blame images."""
+    rng = np.random.default_rng(3)
+    train, _ = _listings(seed=0, n_groups=30)
+    val, _ = _listings(seed=2, n_groups=12)
+
+    def images(df):
+        centres = {g: rng.normal(size=16) for g in df["label_group"].unique()}
+        vectors = np.stack([centres[g] + 0.1 * rng.normal(size=16) for g in df["label_group"]]).astype(np.float32)
+        return vectors, np.arange(len(df)) % 5 != 0            # every fifth listing has no usable image
+
+    table, recipes, predictions = ablation(train, val, train_images=images(train), val_images=images(val),
+                                           arcface=None, progress=False)
+    assert recipes["image"]["weights"] == {"image": 1.0}
+    assert table.set_index("method").loc["image", "mean_f1"] > 0.5 and len(predictions["image"]) == len(val)
 
 
 @pytest.mark.realdata

@@ -32,3 +32,13 @@ def test_leaderboard_replaces_the_runs_rows(tmp_path):
     on_disk = pd.read_csv(tmp_path / "leaderboard.csv")
     assert len(on_disk) == 2 and len(board) == 2
     assert on_disk.set_index("run").loc["r1", "value"] == 0.65
+
+
+def test_run_record_round_trips_and_names_the_machine(tmp_path):
+    from samesame.runs import machine
+
+    run = Run(tmp_path / "r1")
+    assert run.params() == {}
+    run.write_params({"profile": "tiny", "wall_seconds": {"01_eda": np.float64(1.5)}, "backbones": ["a", "b"]})
+    assert run.params() == {"profile": "tiny", "wall_seconds": {"01_eda": 1.5}, "backbones": ["a", "b"]}
+    assert "CPU cores" in machine() and "Python 3." in machine()

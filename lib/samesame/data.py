@@ -16,6 +16,7 @@ from __future__ import annotations
 import codecs
 import hashlib
 import re
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
@@ -29,6 +30,7 @@ SOLUTION_FILE = "test_solution.csv"
 
 _ESCAPES = re.compile(r"(?:\\x[0-9a-fA-F]{2})+")
 _HEX16 = re.compile(r"^[0-9a-f]{16}$")
+_PARSER_LINE = re.compile(r"(?:in line (\d+)|starting at row (\d+))")
 
 
 class DataError(ValueError):
@@ -62,18 +64,16 @@ def decode_title(title: str) -> str:
 def read_listings(csv_path: str | Path, *, labelled: bool, image_dir: str | Path | None = None) -> pd.DataFrame:
     """Read and validate one listings csv; titles decoded, ``image_path`` resolved (None when absent).
 
-    Raises :class:`DataError` naming the file, the rows and the fix for: a missing
-    or empty file, missing or unexpected columns, duplicate posting ids, phashes that
+    Raises :class:`DataError` naming the file, the rows and the fix for: a missing,
+    empty or malformed file (unterminated quote, rows longer than the header, not
+    text at all), missing or unexpected columns, duplicate posting ids, phashes that
     are not 16 hex digits, non-integer label groups.
     """
     csv_path = Path(csv_path)
     expected = TRAIN_COLUMNS if labelled else TEST_COLUMNS
     if not csv_path.is_file():
         raise DataError(f"{csv_path} not found: point DATA_DIR at a Kaggle-layout folder (see README, 'Data').")
-    try:
-        df = pd.read_csv(csv_path, dtype={c: str for c in TEST_COLUMNS}, keep_default_na=False)
-    except pd.errors.EmptyDataError:
-        raise DataError(f"{csv_path} is empty: re-download it (make data) or regenerate the sample (make sample).") from None
+    df = _read_csv(csv_path)
     _check_columns(df, expected, csv_path)
     if df.empty:
         raise DataError(f"{csv_path} has a header but no rows: there is nothing to match.")
@@ -89,6 +89,35 @@ def read_listings(csv_path: str | Path, *, labelled: bool, image_dir: str | Path
     df["title"] = df["title"].map(decode_title)
     df["image_path"] = _resolve_images(df["image"], image_dir)
     return df[expected + ["image_path"]]
+
+
+def _read_csv(path: Path) -> pd.DataFrame:
+    """pandas' csv parser, its errors turned into a DataError naming the file, the line and the fix."""
+    fix = "re-download it (make data) or regenerate the sample (make sample)"
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", pd.errors.ParserWarning)   # longer rows would silently lose fields
+            return pd.read_csv(path, dtype={c: str for c in TEST_COLUMNS}, keep_default_na=False, index_col=False)
+    except pd.errors.EmptyDataError:
+        raise DataError(f"{path} is empty: {fix}.") from None
+    except pd.errors.ParserWarning:
+        raise DataError(f"{path}: the data rows have more fields than the header (line 1): a comma inside an "
+                        f"unquoted title, or the wrong file; quote such titles or {fix}.") from None
+    except pd.errors.ParserError as err:
+        found = _PARSER_LINE.search(str(err))
+        where = ("line ?" if not found else f"line {found.group(1)}" if found.group(1)
+                 else f"line {int(found.group(2)) + 1}")
+        detail = str(err).split("C error: ")[-1].strip()
+        if "EOF inside string" in str(err):
+            problem, repair = "an unterminated quote starts", 'close the quote (a title with an unmatched ")'
+        else:
+            problem, repair = "the fields do not match the header", "quote the title that holds a comma"
+        raise DataError(f"{path}: not a well-formed csv, {problem} at {where} ({detail}). Fix that line: {repair}; "
+                        f"if the file is not the competition's csv, {fix}.") from None
+    except UnicodeDecodeError as err:
+        line = path.read_bytes()[:err.start].count(b"\n") + 1
+        raise DataError(f"{path}: line {line} is not UTF-8 text (byte {err.start}), so this is not a csv (a binary "
+                        f"or compressed file renamed .csv?). Unzip the download first, or {fix}.") from None
 
 
 def _check_columns(df: pd.DataFrame, expected: list[str], path: Path) -> None:

@@ -1,10 +1,11 @@
 """Run the numbered notebooks in order with papermill, into one recorded run folder.
 
 ``python -m samesame.pipeline run --profile sample --run R [--data-dir D] [--only 02_phash]``
-is what ``make all`` calls. A profile (configs/<name>.yaml) holds every parameter of a
-run in one place; each notebook receives the ones its ``parameters`` cell declares.
-The executed notebooks are the record; a failing one stays in the run folder and
-stops the pipeline with a non-zero exit.
+is what ``make all`` calls. configs/base.yaml holds every parameter of a run, a profile
+overrides a few (:mod:`samesame.config` checks every key); each notebook receives the
+ones its ``parameters`` cell declares. The executed notebooks are the record, with
+params.yaml saying how they were run (command, commit, machine, wall time); a failing
+one stays in the run folder and stops the pipeline with a non-zero exit.
 """
 
 from __future__ import annotations
@@ -13,28 +14,15 @@ import argparse
 import datetime as dt
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import papermill as pm
-import yaml
 
-from .runs import Run, update_leaderboard
+from .config import NOTEBOOKS_DIR, REPO, ConfigError, load_profile
+from .runs import Run, machine, update_leaderboard
 
-REPO = Path(__file__).resolve().parents[2]
-NOTEBOOKS_DIR = REPO / "notebooks"
-CONFIGS_DIR = REPO / "configs"
 RUNS_ROOT = REPO / "runs"
-
-
-def load_profile(name: str) -> dict:
-    """configs/<name>.yaml as a dict with keys ``data_dir``, ``sample`` and ``params``."""
-    path = CONFIGS_DIR / f"{name}.yaml"
-    if not path.exists():
-        known = sorted(p.stem for p in CONFIGS_DIR.glob("*.yaml"))
-        raise SystemExit(f"unknown profile {name!r}: no {path}. Profiles: {known}")
-    profile = yaml.safe_load(path.read_text()) or {}
-    profile.setdefault("params", {})
-    return profile
 
 
 def notebooks(only: list[str] | None = None, notebooks_dir: Path = NOTEBOOKS_DIR) -> list[Path]:
@@ -68,8 +56,9 @@ def ensure_sample(path: Path, profile: dict) -> None:
 
 
 def git_commit() -> str:
+    """The checked-out commit, with "-dirty" when tracked files differ from it (the run is then not reproducible)."""
     try:
-        return subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=REPO, capture_output=True,
+        return subprocess.run(["git", "describe", "--always", "--dirty", "--abbrev=7"], cwd=REPO, capture_output=True,
                               text=True, check=True).stdout.strip()
     except (OSError, subprocess.CalledProcessError):
         return "unknown"
@@ -77,20 +66,28 @@ def git_commit() -> str:
 
 def run_notebooks(profile_name: str, run_name: str | None = None, data_dir: str | None = None,
                   only: list[str] | None = None, runs_root: Path = RUNS_ROOT) -> Run:
-    """Execute the notebooks into runs/<run_name>/ and record params, metrics and the leaderboard."""
+    """Execute the notebooks into runs/<run_name>/ and record params, metrics and the leaderboard.
+
+    params.yaml keeps the wall time of notebooks run earlier into the same folder
+    (``--only``), so a run assembled in parts still records what each notebook took.
+    """
     profile = load_profile(profile_name)
     data_path = resolve_data_dir(profile, data_dir)
     run = Run(Path(runs_root) / (run_name or dt.datetime.now().strftime("%Y%m%d-%H%M%S")))
     base = {"data_dir": str(data_path), "run_dir": str(run.path.resolve())}
     params = {**profile["params"], **base}
-    record = {"profile": profile_name, "commit": git_commit(), "started": dt.datetime.now().isoformat(timespec="seconds"),
-              **params}
-    (run.path / "params.yaml").write_text(yaml.safe_dump(record, sort_keys=False))
+    command = (f"python -m samesame.pipeline run --profile {profile_name} --run {run.name}"
+               + (f" --data-dir {data_dir}" if data_dir else "") + (f" --only {' '.join(only)}" if only else ""))
+    record = {"profile": profile_name, "command": command, "commit": git_commit(), "machine": machine(),
+              "started": dt.datetime.now().isoformat(timespec="seconds"),
+              "wall_seconds": run.params().get("wall_seconds", {}), **params}
+    run.write_params(record)
     for nb in notebooks(only):
         declared = pm.inspect_notebook(str(nb))
         nb_params = {k: v for k, v in params.items() if k in declared}
         out = run.path / nb.name
         print(f"[{nb.stem}] -> {out}", flush=True)
+        started = time.perf_counter()
         try:
             pm.execute_notebook(str(nb), str(out), parameters=nb_params, cwd=str(nb.parent),
                                 kernel_name="python3", progress_bar=False, log_output=False)
@@ -98,6 +95,8 @@ def run_notebooks(profile_name: str, run_name: str | None = None, data_dir: str 
             raise SystemExit(f"[{nb.stem}] failed in cell {err.exec_count}: {err.ename}: {err.evalue}\n"
                              f"read the failing cell in {out}") from None
         finally:
+            record["wall_seconds"][nb.stem] = round(time.perf_counter() - started, 1)
+            run.write_params(record)
             update_leaderboard(run, runs_root)
     print(f"run recorded in {run.path}", flush=True)
     return run
@@ -107,18 +106,21 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="samesame", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
     run_p = sub.add_parser("run", help="execute the notebooks into runs/<RUN>/")
-    run_p.add_argument("--profile", default="sample")
+    run_p.add_argument("--profile", default="sample", help="configs/<name>.yaml, or a path to a .yaml file")
     run_p.add_argument("--run", default=None, help="run name (default: a timestamp)")
     run_p.add_argument("--data-dir", default=None, help="Kaggle-layout folder (default: the profile's sample)")
     run_p.add_argument("--only", nargs="*", default=None, help="notebook names or prefixes, e.g. 02_phash")
     sample_p = sub.add_parser("sample", help="generate the embedded sample of a profile")
     sample_p.add_argument("--profile", default="sample")
     args = parser.parse_args(argv)
-    if args.command == "run":
-        run_notebooks(args.profile, args.run, args.data_dir, args.only)
-    else:
-        profile = load_profile(args.profile)
-        ensure_sample((REPO / profile.get("data_dir", "data/sample")).resolve(), profile)
+    try:
+        if args.command == "run":
+            run_notebooks(args.profile, args.run, args.data_dir, args.only)
+        else:
+            profile = load_profile(args.profile)
+            ensure_sample((REPO / profile.get("data_dir", "data/sample")).resolve(), profile)
+    except ConfigError as err:
+        raise SystemExit(f"config error: {err}") from None
 
 
 if __name__ == "__main__":

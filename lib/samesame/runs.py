@@ -1,7 +1,8 @@
 """The run folder: what a run produced, in one place, comparable across runs.
 
-``runs/<RUN>/`` holds the executed notebooks, ``params.yaml``, ``figures/``,
-``models/``, ``submission.csv`` and ``metrics.json`` (one object per notebook).
+``runs/<RUN>/`` holds the executed notebooks, ``params.yaml`` (how it was run: command,
+commit, machine, wall time per notebook, every parameter), ``figures/``, ``models/``,
+``submission.csv`` and ``metrics.json`` (one object per notebook).
 ``runs/leaderboard.csv`` has one row per (run, notebook, metric) over all runs.
 """
 
@@ -10,13 +11,18 @@ from __future__ import annotations
 import json
 import math
 import os
+import platform
+import shutil
+import subprocess
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pandas as pd
+import yaml
 
 METRICS_FILE = "metrics.json"
+PARAMS_FILE = "params.yaml"
 LEADERBOARD_FILE = "leaderboard.csv"
 
 
@@ -61,6 +67,17 @@ class Run:
         os.replace(tmp, self.path / METRICS_FILE)
         return all_metrics[notebook]
 
+    def params(self) -> dict:
+        """The run record (params.yaml) or {} when the pipeline has not written one."""
+        f = self.path / PARAMS_FILE
+        return (yaml.safe_load(f.read_text()) or {}) if f.exists() else {}
+
+    def write_params(self, record: dict) -> None:
+        """Rewrite params.yaml (atomic, keys in the given order)."""
+        tmp = self.path / (PARAMS_FILE + ".tmp")
+        tmp.write_text(yaml.safe_dump(_plain(record), sort_keys=False, allow_unicode=True))
+        os.replace(tmp, self.path / PARAMS_FILE)
+
     def figure_path(self, name: str) -> Path:
         return self.path / "figures" / f"{name}.png"
 
@@ -69,6 +86,21 @@ class Run:
         path = self.figure_path(name)
         fig.savefig(path, dpi=110, bbox_inches="tight")
         return path
+
+
+def machine() -> str:
+    """This machine in words (OS, CPU cores, memory, GPUs, Python), so a run's wall time can be read."""
+    parts = [f"{platform.system()} {platform.machine()}", f"{os.cpu_count()} CPU cores"]
+    try:
+        parts.append(f"{os.sysconf('SC_PAGE_SIZE') * os.sysconf('SC_PHYS_PAGES') / 2**30:.0f} GiB RAM")
+    except (ValueError, OSError, AttributeError):
+        pass
+    if shutil.which("nvidia-smi"):
+        gpus = subprocess.run(["nvidia-smi", "-L"], capture_output=True, text=True).stdout.strip().splitlines()
+        parts.append(", ".join(g.split(" (UUID")[0] for g in gpus) or "no GPU")
+    else:
+        parts.append("no GPU")
+    return ", ".join(parts) + f", Python {platform.python_version()}"
 
 
 def flatten_metrics(metrics: dict, prefix: str = "") -> dict[str, Any]:
