@@ -31,7 +31,8 @@ def test_every_profile_loads_and_sample_is_the_base():
     assert load_profile("sample") == base
     tiny = load_profile("tiny")
     assert tiny["data_dir"] == "data/tiny" and tiny["params"]["finetune_epochs"] == [1, 2]
-    assert tiny["params"]["title_encoder"] == base["params"]["title_encoder"]
+    assert tiny["params"]["title_encoder"] == {**base["params"]["title_encoder"], "train_layers": 1, "epochs": 2,
+                                               "batch_size": 16}   # nested overrides merge key by key
 
 
 def test_split_seed_and_train_seed_are_separate_knobs():

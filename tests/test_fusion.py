@@ -177,7 +177,7 @@ def test_ablation_has_an_image_only_row_when_image_vectors_exist():
         return vectors, np.arange(len(df)) % 5 != 0            # every fifth listing has no usable image
 
     table, recipes, predictions = ablation(train, val, train_images=images(train), val_images=images(val),
-                                           arcface=None, progress=False)
+                                           title_model=None, progress=False)
     assert recipes["image"]["weights"] == {"image": 1.0}
     assert table.set_index("method").loc["image", "mean_f1"] > 0.5 and len(predictions["image"]) == len(val)
 
