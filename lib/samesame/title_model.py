@@ -51,7 +51,8 @@ class TitleModelConfig:
     max_len: int = 48              # tokens incl. <s> </s> and the "query: " prefix; 99% of titles fit
     epochs: int = 4
     batch_size: int = 64
-    learning_rate: float = 2e-4
+    learning_rate: float = 2e-4    # peak; warm-up over the first 5% of steps, then cosine decay to 0
+    dropout: float = 0.1           # in the trained layers (BERT's own fine-tuning value)
     margin: float = 0.3
     scale: float = 30.0
     margin_ramp_epochs: int = 2
@@ -87,9 +88,10 @@ class Embed(keras.layers.Layer):
 class EncoderLayer(keras.layers.Layer):
     """Post-LN BERT layer: LN(x + attention(x)), then LN(x + FFN(x)) with exact GELU."""
 
-    def __init__(self, heads: int, ffn: int, eps: float, **kwargs):
+    def __init__(self, heads: int, ffn: int, eps: float, dropout: float = 0.0, **kwargs):
         super().__init__(**kwargs)
-        self.heads, self.ffn, self.eps = heads, ffn, eps
+        self.heads, self.ffn, self.eps, self.dropout = heads, ffn, eps, dropout
+        self.drop = keras.layers.Dropout(dropout)   # BERT's fine-tuning regulariser; active in training only
 
     def build(self, input_shape):
         shape = input_shape[0]
@@ -105,19 +107,20 @@ class EncoderLayer(keras.layers.Layer):
     def _heads(self, x, batch, length):
         return ops.transpose(ops.reshape(x, (batch, length, self.heads, -1)), (0, 2, 1, 3))
 
-    def call(self, inputs):
+    def call(self, inputs, training=None):
         x, mask = inputs
         batch, length, width = ops.shape(x)[0], ops.shape(x)[1], x.shape[-1]
         q, k, v = (self._heads(f(x), batch, length) for f in (self.q, self.k, self.v))
         scores = ops.matmul(q, ops.transpose(k, (0, 1, 3, 2))) * float(1.0 / np.sqrt(width // self.heads))
         scores = scores + (1.0 - ops.cast(mask, scores.dtype))[:, None, None, :] * MASKED
-        context = ops.matmul(ops.softmax(scores, axis=-1), v)
+        context = ops.matmul(self.drop(ops.softmax(scores, axis=-1), training=training), v)
         context = ops.reshape(ops.transpose(context, (0, 2, 1, 3)), (batch, length, width))
-        x = self.aln(x + self.ao(context))
-        return self.oln(x + self.fo(keras.activations.gelu(self.fi(x), approximate=False)))
+        x = self.aln(x + self.drop(self.ao(context), training=training))
+        ffn = self.fo(keras.activations.gelu(self.fi(x), approximate=False))
+        return self.oln(x + self.drop(ffn, training=training))
 
     def get_config(self):
-        return {**super().get_config(), "heads": self.heads, "ffn": self.ffn, "eps": self.eps}
+        return {**super().get_config(), "heads": self.heads, "ffn": self.ffn, "eps": self.eps, "dropout": self.dropout}
 
 
 @keras.saving.register_keras_serializable(package="samesame")
@@ -130,7 +133,7 @@ class MeanPool(keras.layers.Layer):
         return ops.sum(x * m, axis=1) / ops.maximum(ops.sum(m, axis=1), 1.0)
 
 
-def build_encoder(config: E5Config, first_trained: int) -> tuple[keras.Model, keras.Model]:
+def build_encoder(config: E5Config, first_trained: int, dropout: float = 0.0) -> tuple[keras.Model, keras.Model]:
     """``lower: [word vectors, mask] -> token states`` (frozen) and ``upper: [states, mask] -> pooled``."""
     words, mask = keras.Input((None, config.hidden), name="words"), keras.Input((None,), name="mask")
     x = Embed(config.max_positions, config.eps, name="embed")(words)
@@ -141,7 +144,7 @@ def build_encoder(config: E5Config, first_trained: int) -> tuple[keras.Model, ke
     states, mask2 = keras.Input((None, config.hidden), name="states"), keras.Input((None,), name="mask")
     y = states
     for i in range(first_trained, config.layers):
-        y = EncoderLayer(config.heads, config.ffn, config.eps, name=f"layer_{i}")([y, mask2])
+        y = EncoderLayer(config.heads, config.ffn, config.eps, dropout, name=f"layer_{i}")([y, mask2])
     upper = keras.Model([states, mask2], MeanPool(name="pool")([y, mask2]), name="upper")
     return lower, upper
 
@@ -221,7 +224,7 @@ class TitleEncoder:
         first = self.weights.config.layers - config.train_layers
         if not 0 <= first <= self.weights.config.layers:
             raise ValueError(f"train_layers must be 0..{self.weights.config.layers}, got {config.train_layers}")
-        self.lower, self.upper = build_encoder(self.weights.config, first)
+        self.lower, self.upper = build_encoder(self.weights.config, first, config.dropout)
         load_pretrained(self.weights, self.lower, self.upper)
         self.history: list[float] = []
         self.epoch_seconds: list[float] = []
@@ -307,7 +310,11 @@ class TitleEncoder:
         logits = arcface([self.upper([states_in, mask_in]), label_in])
         arcface.centres.assign(l2_normalize(centres).T)
         trainer = keras.Model([states_in, mask_in, label_in], logits)
-        trainer.compile(optimizer=keras.optimizers.Adam(cfg.learning_rate),
+        steps = cfg.epochs * -(-len(y) // cfg.batch_size)
+        warmup = max(1, steps // 20)
+        schedule = keras.optimizers.schedules.CosineDecay(0.0, max(1, steps - warmup), warmup_target=cfg.learning_rate,
+                                                          warmup_steps=warmup)
+        trainer.compile(optimizer=keras.optimizers.Adam(schedule),
                         loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True))
         return trainer, arcface
 
