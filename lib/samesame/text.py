@@ -199,6 +199,50 @@ class TitleEncoder:
         x = self.features(titles)
         return l2_normalize(self.model.predict(x, batch_size=batch_size, verbose=0))
 
+    def save(self, folder) -> "Path":
+        """``config.json`` + ``encoder.keras`` (the network) + ``features.joblib`` (fitted TF-IDF and SVD)."""
+        import json
+        from dataclasses import asdict
+        from pathlib import Path
+
+        import joblib
+
+        if self.model is None:
+            raise RuntimeError("TitleEncoder.save called before fit()")
+        folder = Path(folder)
+        folder.mkdir(parents=True, exist_ok=True)
+        (folder / "config.json").write_text(json.dumps({"config": asdict(self.config), "history": self.history,
+                                                        "sklearn": _sklearn_version()}, indent=2))
+        self.model.save(folder / "encoder.keras")
+        joblib.dump({"vectorizers": self.vectorizers, "svd": self.svd}, folder / "features.joblib")
+        return folder
+
+    @classmethod
+    def load(cls, folder) -> "TitleEncoder":
+        """What :meth:`save` wrote; the sklearn parts only under the scikit-learn version that pickled them."""
+        import json
+        from pathlib import Path
+
+        import joblib
+        import keras
+
+        folder = Path(folder)
+        meta = json.loads((folder / "config.json").read_text())
+        if meta["sklearn"] != _sklearn_version():
+            raise RuntimeError(f"{folder} was saved with scikit-learn {meta['sklearn']}, this environment has "
+                               f"{_sklearn_version()}: install that version or refit the matcher")
+        encoder = cls(ArcFaceConfig(**meta["config"]))
+        parts = joblib.load(folder / "features.joblib")
+        encoder.vectorizers, encoder.svd, encoder.history = parts["vectorizers"], parts["svd"], meta["history"]
+        encoder.model = keras.saving.load_model(folder / "encoder.keras")
+        return encoder
+
+
+def _sklearn_version() -> str:
+    import sklearn
+
+    return sklearn.__version__
+
 
 def _tqdm_epochs_class():
     import keras
