@@ -1,4 +1,9 @@
 # Make is the DAG: `make all` runs the numbered notebooks in order into runs/$(RUN)/ with papermill.
+# Each notebook target depends on the artefact files it reads (runs/$(RUN)/models/...), so
+# `make submission RUN=new` builds exactly those it lacks, each once, then runs 07:
+#   models/backbone.json (03)   models/finetune.json (04)   ->  models/matcher/matcher.json (fit)  ->  07
+# Named targets (eda ... submission, fit) always (re)run their own step; artefacts are rebuilt only when missing
+# or older than the notebook that writes them.
 # Everything runs inside .venv, (re)built from the pinned requirements.txt when missing or stale.
 SHELL := /bin/bash
 PYTHON ?= python3
@@ -10,13 +15,21 @@ PROFILE ?= $(if $(DATA_DIR),kaggle,sample)
 RUN ?= $(shell date +%Y%m%d-%H%M%S)
 RUN := $(RUN)
 PIPELINE = $(PY) -m samesame.pipeline run --profile $(PROFILE) --run $(RUN) $(if $(DATA_DIR),--data-dir $(DATA_DIR))
+FIT = $(PY) -m samesame.pipeline fit --profile $(PROFILE) --run $(RUN) $(if $(DATA_DIR),--data-dir $(DATA_DIR))
+R := runs/$(RUN)
+BACKBONE := $(R)/models/backbone.json
+FINETUNE := $(R)/models/finetune.json
+IMAGE_MODEL := $(BACKBONE) $(FINETUNE)
+MATCHER := $(R)/models/matcher/matcher.json
 
-.PHONY: all test venv sample eda phash backbones finetune metric errors submission results bench data lab strip clean-cache help
+.PHONY: all test venv sample eda phash backbones finetune metric errors fit submission kaggle results bench data lab strip clean-cache help
 help:
 	@echo "make all [DATA_DIR=<kaggle folder>] [RUN=<name>] [PROFILE=sample|kaggle|gpu]  run notebooks 01..07 into runs/RUN/"
 	@echo "make test        unit + end-to-end tests";  echo "make sample      generate the embedded sample (data/sample)"
 	@echo "make eda|phash|backbones|finetune|metric|errors|submission  one notebook (same RUN to reuse a run)"
 	@echo "make results RUNS=\"<run> ...\"  RESULTS.md + docs/figures/ from those runs' metrics.json and params.yaml"
+	@echo "make fit         fit the matcher on train.csv -> runs/RUN/models/matcher/ (07 loads it)"
+	@echo "make kaggle      offline Kaggle dataset + inference notebook -> dist/kaggle/ [KAGGLE_USER=name]"
 	@echo "make bench       embedding + kNN benchmark -> runs/bench/bench.json"
 	@echo "make data        download the competition with the Kaggle CLI";  echo "make lab         JupyterLab on the repo"
 
@@ -38,9 +51,20 @@ eda: $(STAMP) ; $(PIPELINE) --only 01_eda
 phash: $(STAMP) ; $(PIPELINE) --only 02_phash
 backbones: $(STAMP) ; $(PIPELINE) --only 03_backbone_compare
 finetune: $(STAMP) ; $(PIPELINE) --only 04_finetune
-metric: $(STAMP) ; $(PIPELINE) --only 05_metric
-errors: $(STAMP) ; $(PIPELINE) --only 06_error_analysis
-submission: $(STAMP) ; $(PIPELINE) --only 07_submission
+metric: $(STAMP) $(IMAGE_MODEL) ; $(PIPELINE) --only 05_metric
+errors: $(STAMP) $(IMAGE_MODEL) ; $(PIPELINE) --only 06_error_analysis
+fit: $(STAMP) $(IMAGE_MODEL) ; $(FIT)
+submission: $(STAMP) $(MATCHER) ; $(PIPELINE) --only 07_submission
+
+# the artefacts (files), built only when missing or stale
+$(BACKBONE): notebooks/03_backbone_compare.ipynb | $(STAMP) ; $(PIPELINE) --only 03_backbone_compare
+$(FINETUNE): notebooks/04_finetune.ipynb | $(STAMP) ; $(PIPELINE) --only 04_finetune
+$(MATCHER): $(IMAGE_MODEL) | $(STAMP) ; $(FIT)
+
+# offline Kaggle submission: dataset (wheels, weights, fitted matcher) + inference notebook -> dist/kaggle/
+KAGGLE_USER ?= your-kaggle-username
+kaggle: $(STAMP) $(MATCHER)
+	$(PY) -m samesame.kaggle --matcher $(R)/models/matcher --out dist/kaggle --owner $(KAGGLE_USER)
 
 sample: $(STAMP)
 	$(PY) -m samesame.pipeline sample --profile $(PROFILE)

@@ -164,7 +164,7 @@ def bench_matching(n_listings: int, fit_groups: int = 1500) -> dict:
     from samesame.fusion import fit_matcher
 
     train = synthetic_listings(fit_groups, seed=1)
-    matcher = fit_matcher(train, rerank=True, progress=False)
+    matcher = fit_matcher(train, pair_classifier=True, progress=False)
     pool = synthetic_listings(max(1, int(n_listings / 3.1)), seed=2)     # ~3.1 listings per group
     start = time.perf_counter()
     matches = matcher.predict(pool, progress=False)

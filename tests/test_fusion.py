@@ -1,5 +1,6 @@
 """Fusion rules on hand-made candidate pairs, blending on a toy example, matcher round trips (synthetic)."""
 
+import json
 from pathlib import Path
 
 import numpy as np
@@ -9,6 +10,7 @@ import pytest
 from samesame.fusion import (Candidates, Matcher, Signals, ablation, blend_signals, candidate_pairs, fit_matcher,
                              fused_score, keep_pairs, matches_from_pairs, pair_scores, searched_signals)
 from samesame.metrics import score_matches
+from samesame.recipe import Blend, PairStep, Recipe
 from samesame.title_model import TitleModelConfig
 
 DATA = Path(__file__).resolve().parents[1].parent / "shared/data/shopee-dev"
@@ -105,9 +107,10 @@ def _check_matches(matches, n):
 def test_matcher_round_trip_without_images():
     df, _ = _listings()
     matcher = fit_matcher(df, title_model=TitleModelConfig(train_layers=1, epochs=2, batch_size=32),
-                          rerank=True, progress=False)
-    assert {"weights", "threshold", "rerank"} <= set(matcher.recipe) and matcher.name.endswith("+pairs")
-    assert "title" in matcher.reranker.feature_names
+                          pair_classifier=True, progress=False)
+    assert isinstance(matcher.recipe, Recipe) and matcher.recipe.pair_classifier is not None
+    assert matcher.name.endswith("+pair_classifier")
+    assert "title" in matcher.pair_classifier.feature_names
     test, _ = _listings(seed=1)
     matches = matcher.predict(test, progress=False)
     _check_matches(matches, len(test))
@@ -120,9 +123,10 @@ def test_matcher_round_trip_with_partial_image_embeddings():
     vectors = (centres[df["label_group"] - 1000] + 0.1 * rng.normal(size=(len(df), 12))).astype(np.float32)
     ok = rng.random(len(df)) > 0.3
     vectors[~ok] = 0.0
-    for rerank in (False, True):
-        matcher = fit_matcher(df, image_embeddings=(vectors, ok), title_model=None, rerank=rerank, progress=False)
-        assert "image" in matcher.recipe["weights"] and ("rerank" in matcher.recipe) is rerank
+    for wanted in (False, True):
+        matcher = fit_matcher(df, image_embeddings=(vectors, ok), title_model=None, pair_classifier=wanted,
+                              progress=False)
+        assert "image" in matcher.recipe.weights and (matcher.recipe.pair_classifier is not None) is wanted
         matches = matcher.predict(df, image_embeddings=(vectors, ok), progress=False)
         _check_matches(matches, len(df))
         with pytest.raises(ValueError, match="one row per listing"):
@@ -142,14 +146,14 @@ def test_unsearched_signal_still_scores_the_candidates():
 
 
 def test_searched_signals_skip_weight_zero_ones_but_keep_union_and_blend():
-    recipe = {"weights": {"tfidf": 1.0, "title": 0.0}, "union": {"phash": 0.9},
-              "blend": {"weights": {"tfidf": 1.0, "image": 0.5}}}
+    recipe = Recipe({"tfidf": 1.0, "title": 0.0}, 0.5, union={"phash": 0.9},
+                    blend=Blend({"tfidf": 1.0, "image": 0.5}, 0.6))
     assert searched_signals(recipe) == {"tfidf", "phash", "image"}
 
 
-def test_matcher_needs_recipe_and_reranker_together():
+def test_matcher_needs_recipe_and_pair_classifier_together():
     with pytest.raises(ValueError, match="PairClassifier"):
-        Matcher({"weights": {"tfidf": 1.0}, "threshold": 0.5, "rerank": {"threshold": 0.5}}, None)
+        Matcher({"weights": {"tfidf": 1.0}, "threshold": 0.5, "pair_classifier": {"threshold": 0.5}}, None)
 
 
 def test_ablation_never_reads_val_labels():
@@ -160,7 +164,7 @@ def test_ablation_never_reads_val_labels():
     table_s, recipes_s, _ = ablation(train, shuffled, title_model=None, progress=False)
     assert {"+pair classifier", "best"} <= set(table["method"])
     assert "image" not in set(table["method"])           # no image vectors, no image-only row
-    assert "rerank" in recipes["+pair classifier"]
+    assert recipes["+pair classifier"].pair_classifier is not None
     assert recipes == recipes_s
     assert not table["mean_f1"].equals(table_s["mean_f1"])
 
@@ -191,3 +195,36 @@ def test_ablation_on_real_data_beats_tfidf_alone():
     table, recipes, _ = ablation(train.iloc[:3000], val.iloc[:2000], title_model=None, progress=False)
     f1 = table.set_index("method")["mean_f1"]
     assert f1["best"] > f1["tfidf"]
+
+
+def test_recipe_json_round_trip_and_unknown_keys():
+    recipe = Recipe({"tfidf": 1.0, "phash": 0.25}, 0.61, {"phash": 0.9}, True, 0.3, Blend({"tfidf": 1.0}, 0.7, 8),
+                    PairStep(0.42, 0.11))
+    assert Recipe.from_dict(json.loads(json.dumps(recipe.to_dict()))) == recipe
+    assert recipe.name == "blend(tfidf+phash)|phash+units+min2+pair_classifier"
+    with pytest.raises(ValueError, match="unknown recipe keys.*rerank"):
+        Recipe.from_dict({"weights": {"tfidf": 1.0}, "threshold": 0.5, "rerank": {}})
+
+
+def test_saved_matcher_loads_and_gives_identical_matches(tmp_path):
+    df, rng = _listings()
+    centres = rng.normal(size=(df["label_group"].nunique(), 12))
+    vectors = (centres[df["label_group"] - 1000] + 0.3 * rng.normal(size=(len(df), 12))).astype(np.float32)
+    ok = rng.random(len(df)) > 0.3
+    matcher = fit_matcher(df, image_embeddings=(vectors, ok),
+                          title_model=TitleModelConfig(train_layers=1, epochs=2, batch_size=32),
+                          pair_classifier=True, progress=False)
+    matcher.info["train_sha256"] = "abc"
+    folder = matcher.save(tmp_path / "matcher")
+    assert {"recipe.json", "matcher.json", "title_encoder", "pair_classifier"} <= {p.name for p in folder.iterdir()}
+    loaded = Matcher.load(folder)
+    assert loaded.recipe == matcher.recipe and loaded.info == {"train_sha256": "abc"}
+    test, _ = _listings(seed=1)
+    test_vectors = (centres[test["label_group"] - 1000] + 0.3 * rng.normal(size=(len(test), 12))).astype(np.float32)
+    test_ok = np.ones(len(test), bool)
+    np.testing.assert_array_equal(loaded.encoder.embed(test["title"].tolist()), matcher.encoder.embed(test["title"].tolist()))
+    before = matcher.predict(test, image_embeddings=(test_vectors, test_ok), progress=False)
+    after = loaded.predict(test, image_embeddings=(test_vectors, test_ok), progress=False)
+    assert [m.tolist() for m in before] == [m.tolist() for m in after]
+    matcher.save(folder)                           # saving again replaces the folder as a whole
+    assert not (tmp_path / "matcher.tmp").exists()

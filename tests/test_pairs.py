@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from samesame.fusion import Candidates, keep_pairs, pair_scores, tune_recipe, tune_rerank
+from samesame.fusion import Candidates, keep_pairs, pair_scores, tune_pair_step, tune_recipe
 from samesame.pairs import (PairClassifier, TitleTokens, pair_features, rank_in_row, reverse_index, row_best,
                             symmetric_probability)
 
@@ -113,8 +113,8 @@ def test_classifier_beats_the_threshold_rule_when_a_pool_relative_feature_matter
     folds = np.minimum(labels[cands.rows], labels[cands.cols])
     p = symmetric_probability(PairClassifier(max_iter=50).out_of_fold(x, same, folds), cands.rows, cands.cols,
                               cands.n)
-    step = tune_rerank(cands, p, labels)
-    pair_f1 = pair_scores(cands, keep_pairs(cands, step, p), labels).mean_f1
+    step = tune_pair_step(cands, p, labels)
+    pair_f1 = pair_scores(cands, keep_pairs(cands, step.rule(), p), labels).mean_f1
     assert rule_f1 < 0.9
     assert pair_f1 > rule_f1 + 0.05
 
@@ -128,3 +128,21 @@ def test_a_feature_missing_on_every_pair_does_not_break_training():
     clf = PairClassifier(max_iter=20).fit(x, same, ["sim", "image"])
     assert clf.predict_proba(x, ["sim", "image"])[same == 1].mean() > 0.5
     assert clf.out_of_fold(x, same, np.arange(200) % 10).shape == (200,)
+
+
+def test_saved_classifier_predicts_the_same_and_refuses_another_sklearn(tmp_path):
+    import json
+
+    from samesame.pairs import PairClassifier
+
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(300, 3)).astype(np.float32)
+    same = (x[:, 0] + 0.3 * x[:, 1] > 0).astype(int)
+    clf = PairClassifier(max_iter=20).fit(x, same, ["a", "b", "c"])
+    loaded = PairClassifier.load(clf.save(tmp_path / "pc"))
+    assert loaded.feature_names == ["a", "b", "c"] and loaded.max_iter == 20
+    np.testing.assert_array_equal(loaded.predict_proba(x, ["a", "b", "c"]), clf.predict_proba(x, ["a", "b", "c"]))
+    meta = json.loads((tmp_path / "pc" / "pair_classifier.json").read_text())
+    (tmp_path / "pc" / "pair_classifier.json").write_text(json.dumps({**meta, "sklearn": "0.0.1"}))
+    with pytest.raises(RuntimeError, match="scikit-learn 0.0.1"):
+        PairClassifier.load(tmp_path / "pc")

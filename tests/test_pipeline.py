@@ -87,3 +87,18 @@ def test_a_failing_notebook_stops_the_run_and_stays_readable(tmp_path):
     with pytest.raises(SystemExit, match="01_eda.*failed in cell.*no rows"):
         run_notebooks("tiny", "broken", data_dir=str(tmp_path / "data"), only=["01_eda"], runs_root=tmp_path / "runs")
     assert (tmp_path / "runs" / "broken" / "01_eda.ipynb").exists()
+
+
+def test_artefacts_are_files_and_a_second_07_loads_the_saved_matcher(tiny_run):
+    run, data_dir = tiny_run
+    models = run.path / "models"
+    assert (models / "backbone.json").exists() and (models / "finetune.json").exists()
+    assert (models / "matcher" / "matcher.json").exists() and (models / "matcher" / "recipe.json").exists()
+    first = json.loads((run.path / "metrics.json").read_text())["07_submission"]
+    assert first["matcher_loaded"] is False and first["fit_seconds"] > 0
+    submission = (run.path / "submission.csv").read_text()
+    run_notebooks("tiny", "e2e", data_dir=str(data_dir), only=["07_submission"], runs_root=run.path.parent)
+    second = json.loads((run.path / "metrics.json").read_text())["07_submission"]
+    assert second["matcher_loaded"] is True and second["fit_seconds"] == 0
+    assert second["matches_sha256"] == first["matches_sha256"]
+    assert (run.path / "submission.csv").read_text() == submission

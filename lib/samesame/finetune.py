@@ -338,14 +338,28 @@ def load_finetuned(models_dir: str | Path, name: str | None = None) -> tuple[str
 def finetuned_backbone(models_dir: str | Path, name: str | None = None) -> Backbone:
     """The stored model as a whole image -> embedding Backbone (pretrained trunk + trained tail), for embed_images."""
     row = _stored_row(models_dir, name)
-    base = load_backbone(row["backbone"], input_size=row["image_size"])
-    trunk, _ = split_backbone(base.model, row["cut_layer"])
+    return backbone_from_embedder(_row_dir(Path(models_dir), row["model"]) / "embedder.keras", row)
+
+
+def finetuned_spec(models_dir: str | Path, name: str | None = None) -> dict:
+    """What rebuilds the stored model anywhere: model, backbone, image_size, cut_layer, weights and the
+    embedder file's hash (:func:`backbone_from_embedder` takes it with the embedder.keras file)."""
+    row = _stored_row(models_dir, name)
     embedder_file = _row_dir(Path(models_dir), row["model"]) / "embedder.keras"
+    return {k: row[k] for k in ("model", "backbone", "image_size", "cut_layer", "weights")} | {
+        "embedder_sha1": hashlib.sha1(embedder_file.read_bytes()).hexdigest()}
+
+
+def backbone_from_embedder(embedder_file: str | Path, spec: dict) -> Backbone:
+    """Pretrained trunk of ``spec["backbone"]`` cut at ``spec["cut_layer"]`` + the trained tail in ``embedder_file``."""
+    embedder_file = Path(embedder_file)
+    base = load_backbone(spec["backbone"], input_size=spec["image_size"])
+    trunk, _ = split_backbone(base.model, spec["cut_layer"])
     embedder = keras.saving.load_model(embedder_file)
-    model = keras.Model(trunk.input, embedder(trunk.output), name=row["model"])
+    model = keras.Model(trunk.input, embedder(trunk.output), name=spec["model"])
     # the file's hash in the weights string keeps embedding caches of different trainings apart
     digest = hashlib.sha1(embedder_file.read_bytes()).hexdigest()[:12]
-    return Backbone(row["model"], model, base.input_size, int(model.output_shape[-1]), f"{row['weights']} [{digest}]")
+    return Backbone(spec["model"], model, base.input_size, int(model.output_shape[-1]), f"{spec['weights']} [{digest}]")
 
 
 # --------------------------------------------------------------------------- the grid
@@ -424,8 +438,12 @@ def finetune_grid(
         reason = (f"skipped: only {learnable} train groups have two or more usable images (need "
                   f"{MIN_LEARNABLE_GROUPS}); {int((~train_views.ok).sum())} of {len(train)} train images are "
                   "missing or unreadable, so images are matched with the pretrained backbone (03)")
-        return FinetuneResult(pd.DataFrame(columns=TABLE_COLUMNS), {}, pd.DataFrame(columns=CURVE_COLUMNS), None,
-                              {"n_fit": len(fit_rows), "n_train_unusable": int((~train_views.ok).sum())}, reason)
+        result = FinetuneResult(pd.DataFrame(columns=TABLE_COLUMNS), {}, pd.DataFrame(columns=CURVE_COLUMNS), None,
+                                {"n_fit": len(fit_rows), "n_train_unusable": int((~train_views.ok).sum())}, reason)
+        if models_dir is not None:     # the summary is 04's artefact (make's DAG): it says "skipped" too
+            clear_models(Path(models_dir))
+            (Path(models_dir) / SUMMARY_FILE).write_text(json.dumps(result.metrics(), indent=2))
+        return result
     labels = {s: splits[s]["label_group"] for s in ("train", "test")}
     weights = f"fine-tuned on train groups from {base.weights}"
     if models_dir is not None:
@@ -482,4 +500,4 @@ def finetune_grid(
 
 
 __all__ = ["FinetuneResult", "FrozenStatistics", "augment", "build_models", "cut_layer", "finetune_grid",
-           "finetuned_backbone", "load_finetuned", "split_backbone", "trunk_views", "unfrozen_layers"]
+           "backbone_from_embedder", "finetuned_backbone", "finetuned_spec", "load_finetuned", "split_backbone", "trunk_views", "unfrozen_layers"]

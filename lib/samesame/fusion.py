@@ -13,16 +13,23 @@ be scored on train in seconds:
 * **min2**: a listing left alone keeps its best candidate unless that one is very far;
 * **blend**: replace every embedding by the similarity-weighted mean of its close
   neighbours, re-normalise and search again (neighbourhood blending);
-* **rerank**: a pair classifier (:mod:`samesame.pairs`) scores every candidate pair
+* **pair classifier**: a :class:`samesame.pairs.PairClassifier` scores every candidate pair
   from all similarities plus pool-relative features; its probability replaces the
   fused score (kept only where it beats the threshold rule on the train-side tune part).
 
 Similarities are "larger = closer": cosine for embeddings, ``1 - bits/32`` for phash.
+The rule itself is a typed :class:`samesame.recipe.Recipe`; a fitted :class:`Matcher`
+saves to and loads from a folder (:meth:`Matcher.save`, :meth:`Matcher.load`).
 """
 
 from __future__ import annotations
 
+import dataclasses
+import json
+import os
+import shutil
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Sequence
 
 import numpy as np
@@ -35,6 +42,7 @@ from .metrics import score_matches, scores_from_counts
 from .neighbors import MAX_MATCHES, knn, l2_normalize
 from .pairs import PairClassifier, TitleTokens, pair_dot, pair_features, symmetric_probability
 from .phash import phash_codes
+from .recipe import Blend, PairStep, Recipe
 from .text import TfidfConfig, normalize_titles, quantities, tfidf_embeddings, unit_conflict
 from .title_model import TitleEncoder, TitleModelConfig, fitted_encoder
 
@@ -156,17 +164,18 @@ def fused_score(cands: Candidates, weights: dict[str, float]) -> np.ndarray:
     return np.divide(num, den, out=np.full_like(num, -1.0), where=den > 0)
 
 
-def keep_pairs(cands: Candidates, recipe: dict, score: np.ndarray | None = None) -> np.ndarray:
+def keep_pairs(cands: Candidates, recipe: Recipe | dict, score: np.ndarray | None = None) -> np.ndarray:
     """Boolean mask of the candidate pairs the recipe matches (before the 50 cap)."""
-    score = fused_score(cands, recipe["weights"]) if score is None else score
-    keep = score >= recipe["threshold"]
-    if recipe.get("unit_filter"):
+    recipe = Recipe.from_dict(recipe)
+    score = fused_score(cands, recipe.weights) if score is None else score
+    keep = score >= recipe.threshold
+    if recipe.unit_filter:
         keep &= ~cands.conflict
-    for name, t in recipe.get("union", {}).items():
+    for name, t in recipe.union.items():
         if name in cands.sims:
             keep |= np.nan_to_num(cands.sims[name], nan=-np.inf) >= t
-    if recipe.get("min2") is not None:
-        keep |= _min2_pairs(cands, score, keep, recipe["min2"])
+    if recipe.min2 is not None:
+        keep |= _min2_pairs(cands, score, keep, recipe.min2)
     return keep
 
 
@@ -238,35 +247,31 @@ def blend_signals(signals: Signals, cands: Candidates, score: np.ndarray, thresh
 # ---------------------------------------------------------------- candidates of a recipe, pair classifier step
 
 
-def searched_signals(recipe: dict) -> set[str]:
-    """Signals whose kNN can bring a pair the recipe may keep: weighted (here or in the blend
-    pass) or in the union. A weight-0 signal (often the learned title) costs no search."""
-    names = {s for s, w in recipe["weights"].items() if w > 0} | set(recipe.get("union", {}))
-    if recipe.get("blend"):
-        names |= {s for s, w in recipe["blend"]["weights"].items() if w > 0}
-    return names
+def searched_signals(recipe: Recipe | dict) -> set[str]:
+    """Signals whose kNN can bring a pair the recipe may keep (see :meth:`Recipe.searched_signals`)."""
+    return Recipe.from_dict(recipe).searched_signals()
 
 
-def pool_candidates(signals: Signals, recipe: dict, k: int = MAX_MATCHES,
+def pool_candidates(signals: Signals, recipe: Recipe, k: int = MAX_MATCHES,
                     progress: bool = False) -> tuple[Signals, Candidates, np.ndarray]:
     """The recipe's final signals, candidate pairs and fused score (after its blend pass, if any).
 
     After blending, the pairs also carry the unblended similarities ("raw_" + signal):
     the pair classifier can then tell a pair close in itself from one pulled close by its neighbours.
     """
-    search = searched_signals(recipe)
+    search = recipe.searched_signals()
     cands = candidate_pairs(signals, k, progress, search)
-    blend = recipe.get("blend")
+    blend = recipe.blend
     if blend:
-        first = fused_score(cands, blend["weights"])
+        first = fused_score(cands, blend.weights)
         raw = signals
-        signals = blend_signals(signals, cands, first, blend["threshold"], blend["top"])
+        signals = blend_signals(signals, cands, first, blend.threshold, blend.top)
         cands = candidate_pairs(signals, k, progress, search)
         cands.sims.update({f"raw_{name}": s for name, s in embedding_sims(raw, cands.rows, cands.cols).items()})
-    return signals, cands, fused_score(cands, recipe["weights"])
+    return signals, cands, fused_score(cands, recipe.weights)
 
 
-def rerank_features(signals: Signals, cands: Candidates, score: np.ndarray) -> tuple[np.ndarray, list[str]]:
+def pair_classifier_features(signals: Signals, cands: Candidates, score: np.ndarray) -> tuple[np.ndarray, list[str]]:
     """The pair classifier's features for these candidates (every signal, the fused score, titles)."""
     return pair_features(cands.rows, cands.cols, cands.n, {**cands.sims, "fused": score}, cands.conflict,
                          TitleTokens.from_titles(signals.titles))
@@ -275,13 +280,13 @@ def rerank_features(signals: Signals, cands: Candidates, score: np.ndarray) -> t
 PROBABILITIES = np.round(np.arange(0.05, 0.951, 0.01), 3)
 
 
-def tune_rerank(cands: Candidates, p: np.ndarray, labels: Sequence) -> dict:
+def tune_pair_step(cands: Candidates, p: np.ndarray, labels: Sequence) -> PairStep:
     """The pair classifier's decision on labelled candidates: probability threshold, then min2's looser one."""
-    def f1(step):
-        return pair_scores(cands, keep_pairs(cands, step, p), labels).mean_f1
+    def f1(step: PairStep):
+        return pair_scores(cands, keep_pairs(cands, step.rule(), p), labels).mean_f1
 
-    best = max(({"threshold": float(t), "min2": None} for t in PROBABILITIES), key=f1)
-    loose = [{**best, "min2": float(m)} for m in np.round(np.arange(0.01, best["threshold"], 0.02), 3)]
+    best = max((PairStep(float(t)) for t in PROBABILITIES), key=f1)
+    loose = [PairStep(best.threshold, float(m)) for m in np.round(np.arange(0.01, best.threshold, 0.02), 3)]
     return max([best] + loose, key=f1)
 
 
@@ -294,7 +299,7 @@ WEIGHT_GRID = (0.0, 0.25, 0.5, 1.0)
 
 
 def tune_recipe(cands: Candidates, labels: Sequence, *, concat: Sequence[str], union_phash: bool = False,
-                min2: bool = False, unit_filter: bool = False) -> dict:
+                min2: bool = False, unit_filter: bool = False) -> Recipe:
     """Grid-search weights and thresholds of one fusion rule on labelled (train) candidates.
 
     Weights of the ``concat`` signals: coordinate search over a coarse grid (first
@@ -309,17 +314,16 @@ def tune_recipe(cands: Candidates, labels: Sequence, *, concat: Sequence[str], u
             trial = {**weights, name: w}
             score = fused_score(cands, trial)
             for t in THRESHOLDS:
-                r = {"weights": trial, "threshold": float(t), "union": {}, "unit_filter": unit_filter, "min2": None}
+                r = Recipe(weights=trial, threshold=float(t), unit_filter=unit_filter)
                 f1 = pair_scores(cands, keep_pairs(cands, r, score), labels).mean_f1
                 if f1 > best_f1:
                     best_f1, recipe = f1, r
-        weights = dict(recipe["weights"])
+        weights = dict(recipe.weights)
     if recipe is None:                               # a single signal: only its threshold to tune
         score = fused_score(cands, weights)
-        recipe = max(({"weights": weights, "threshold": float(t), "union": {}, "unit_filter": unit_filter,
-                       "min2": None} for t in THRESHOLDS),
+        recipe = max((Recipe(weights=weights, threshold=float(t), unit_filter=unit_filter) for t in THRESHOLDS),
                      key=lambda r: pair_scores(cands, keep_pairs(cands, r, score), labels).mean_f1)
-    score = fused_score(cands, recipe["weights"])
+    score = fused_score(cands, recipe.weights)
 
     def _try(variants):
         nonlocal recipe
@@ -327,64 +331,103 @@ def tune_recipe(cands: Candidates, labels: Sequence, *, concat: Sequence[str], u
         recipe = variants[max(scored)[1]]
 
     if union_phash:
-        _try([{**recipe, "union": {"phash": 1.0 - b / 32.0}} for b in PHASH_BITS] + [recipe])
+        _try([recipe.replace(union={"phash": 1.0 - b / 32.0}) for b in PHASH_BITS] + [recipe])
         # re-tune the fused threshold now that phash catches some pairs
-        _try([{**recipe, "threshold": float(t)} for t in THRESHOLDS])
+        _try([recipe.replace(threshold=float(t)) for t in THRESHOLDS])
     if min2:
-        _try([{**recipe, "min2": float(t)} for t in np.round(np.arange(0.0, recipe["threshold"], 0.02), 3)])
+        _try([recipe.replace(min2=float(t)) for t in np.round(np.arange(0.0, recipe.threshold, 0.02), 3)])
     return recipe
 
 
 # ---------------------------------------------------------------- the matcher
 
+MATCHER_FORMAT = 1
+
 
 @dataclass
 class Matcher:
-    """A tuned recipe plus the trained title encoder; :meth:`predict` matches any pool of listings."""
+    """A tuned recipe plus what it was fitted with (title encoder, pair classifier); :meth:`predict` matches
+    any pool of listings, :meth:`save` / :meth:`load` keep it in a folder (JSON, Keras, joblib)."""
 
-    recipe: dict
+    recipe: Recipe
     encoder: TitleEncoder | None
     tfidf_config: TfidfConfig = field(default_factory=TfidfConfig)
     k: int = MAX_MATCHES
-    reranker: PairClassifier | None = None
+    pair_classifier: PairClassifier | None = None
+    info: dict = field(default_factory=dict)       # free JSON-ready facts (train.csv hash, image model, timings)
 
     def __post_init__(self):
-        if ("rerank" in self.recipe) != (self.reranker is not None):
-            raise ValueError("a recipe with a 'rerank' step needs its trained PairClassifier (reranker=...), "
-                             "and a reranker needs the recipe's 'rerank' thresholds; refit with fit_matcher")
+        self.recipe = Recipe.from_dict(self.recipe)
+        if (self.recipe.pair_classifier is not None) != (self.pair_classifier is not None):
+            raise ValueError("a recipe with a pair_classifier step needs its trained PairClassifier "
+                             "(pair_classifier=...), and a PairClassifier needs the recipe's pair_classifier "
+                             "thresholds; refit with fit_matcher")
 
     @property
     def name(self) -> str:
         """Short method name for tables and metrics.json, e.g. ``blend(tfidf+title)|phash+min2``."""
-        r = self.recipe
-        body = "+".join(s for s, w in r["weights"].items() if w > 0)
-        name = f"blend({body})" if r.get("blend") else f"concat({body})"
-        name += "".join(f"|{s}" for s in r.get("union", {}))
-        name += "+units" if r.get("unit_filter") else ""
-        name += "+min2" if r.get("min2") is not None else ""
-        return name + ("+pairs" if r.get("rerank") else "")
+        return self.recipe.name
 
     def predict(self, df: pd.DataFrame, *, image_embeddings=None, progress: bool = True) -> list[np.ndarray]:
         """Match sets (row positions, self first, at most 50) for every row of ``df``."""
         signals = compute_signals(df, self.encoder if self._needs_title() else None, self.tfidf_config,
                                   image_embeddings)
         signals, cands, score = pool_candidates(signals, self.recipe, self.k, progress)
-        if self.reranker is None:
+        if self.pair_classifier is None:
             return matches_from_pairs(cands, keep_pairs(cands, self.recipe, score), score)
-        x, names = rerank_features(signals, cands, score)
-        p = symmetric_probability(self.reranker.predict_proba(x, names), cands.rows, cands.cols, cands.n)
-        return matches_from_pairs(cands, keep_pairs(cands, self.recipe["rerank"], p), p)
+        x, names = pair_classifier_features(signals, cands, score)
+        p = symmetric_probability(self.pair_classifier.predict_proba(x, names), cands.rows, cands.cols, cands.n)
+        return matches_from_pairs(cands, keep_pairs(cands, self.recipe.pair_classifier.rule(), p), p)
 
     def _needs_title(self) -> bool:
         """Embed titles only when the recipe or the pair classifier reads the learned title (it is slow)."""
-        return "title" in searched_signals(self.recipe) or (
-            self.reranker is not None and "title" in self.reranker.feature_names)
+        return "title" in self.recipe.searched_signals() or (
+            self.pair_classifier is not None and "title" in self.pair_classifier.feature_names)
+
+    # ------------------------------------------------------------ persistence
+
+    def save(self, folder: str | Path) -> Path:
+        """Write ``recipe.json``, ``matcher.json`` (settings, versions, info), ``title_encoder/`` and
+        ``pair_classifier.*`` into ``folder`` (replaced as a whole, so no stale file survives)."""
+        folder = Path(folder)
+        tmp = folder.with_name(folder.name + ".tmp")
+        shutil.rmtree(tmp, ignore_errors=True)
+        tmp.mkdir(parents=True)
+        self.recipe.save(tmp / "recipe.json")
+        if self.encoder is not None:
+            self.encoder.save(tmp / "title_encoder")
+        if self.pair_classifier is not None:
+            self.pair_classifier.save(tmp / "pair_classifier")
+        meta = {"format": MATCHER_FORMAT, "name": self.name, "tfidf_config": dataclasses.asdict(self.tfidf_config),
+                "k": self.k, "title_encoder": self.encoder is not None,
+                "pair_classifier": self.pair_classifier is not None, "info": self.info}
+        (tmp / "matcher.json").write_text(json.dumps(meta, indent=2, default=str))
+        shutil.rmtree(folder, ignore_errors=True)
+        os.replace(tmp, folder)
+        return folder
+
+    @classmethod
+    def load(cls, folder: str | Path) -> "Matcher":
+        """The matcher :meth:`save` wrote (raises with the reason when the folder is incomplete or too new)."""
+        folder = Path(folder)
+        meta_file = folder / "matcher.json"
+        if not meta_file.exists():
+            raise FileNotFoundError(f"{meta_file} not found: fit and save a matcher first (make fit)")
+        meta = json.loads(meta_file.read_text())
+        if meta.get("format") != MATCHER_FORMAT:
+            raise ValueError(f"{folder}: matcher format {meta.get('format')}, this samesame reads {MATCHER_FORMAT}; refit")
+        tc = meta["tfidf_config"]
+        tfidf_config = TfidfConfig(**{**tc, "char_ngrams": tuple(tc["char_ngrams"])})
+        encoder = TitleEncoder.load(folder / "title_encoder") if meta["title_encoder"] else None
+        pair_classifier = PairClassifier.load(folder / "pair_classifier") if meta["pair_classifier"] else None
+        return cls(Recipe.load(folder / "recipe.json"), encoder, tfidf_config, int(meta["k"]), pair_classifier,
+                   meta.get("info", {}))
 
 
 def fit_matcher(train_df: pd.DataFrame, *, image_embeddings=None, tune_fraction: float = 0.4, seed: int = 0,
                 title_model: TitleModelConfig | None = TitleModelConfig(), tfidf_config: TfidfConfig = TfidfConfig(),
                 union_phash: bool = True, min2: bool = True, unit_filter: bool | None = None, blend: bool = True,
-                rerank: bool | None = None, cache_dir: str | None = None, progress: bool = True) -> Matcher:
+                pair_classifier: bool | None = None, cache_dir: str | None = None, progress: bool = True) -> Matcher:
     """Train the title encoder and tune the whole recipe on train listings only.
 
     Train groups are split in two: the encoder learns from one part, the recipe is
@@ -392,15 +435,15 @@ def fit_matcher(train_df: pd.DataFrame, *, image_embeddings=None, tune_fraction:
     embeddings of groups the encoder has never seen, as at test time.
     ``unit_filter=None`` keeps the filter only if it helps on the tuning part.
     ``title_model=None`` skips the learned title embedding (TF-IDF + phash only).
-    ``rerank=None`` adds the pair classifier only if it beats the threshold rule there (True: always).
+    ``pair_classifier=None`` adds the pair classifier only if it beats the threshold rule there (True: always).
     ``cache_dir``: where a trained title encoder is kept and found again (same titles, labels, config).
     """
     tuning = _TuningPool.build(train_df, image_embeddings, tune_fraction, seed, title_model, tfidf_config, progress,
                                cache_dir)
     recipe = tuning.tune(concat=tuning.signal_names, union_phash=union_phash, min2=min2,
                          unit_filter=unit_filter, blend=blend)
-    recipe, reranker = tuning.rerank(recipe, rerank, progress)
-    return Matcher(recipe, tuning.encoder, tfidf_config, reranker=reranker)
+    recipe, classifier = tuning.add_pair_classifier(recipe, pair_classifier, progress)
+    return Matcher(recipe, tuning.encoder, tfidf_config, pair_classifier=classifier)
 
 
 @dataclass
@@ -429,11 +472,11 @@ class _TuningPool:
     def signal_names(self) -> list[str]:
         return [s for s in ("tfidf", "title", "image", "phash") if s in self.cands.sims]
 
-    def f1(self, cands: Candidates, recipe: dict) -> float:
+    def f1(self, cands: Candidates, recipe: Recipe) -> float:
         return pair_scores(cands, keep_pairs(cands, recipe), self.labels).mean_f1
 
     def tune(self, *, concat: Sequence[str], union_phash: bool = False, min2: bool = False,
-             unit_filter: bool | None = False, blend: bool = False) -> dict:
+             unit_filter: bool | None = False, blend: bool = False) -> Recipe:
         """Best recipe for one family of rules; blending kept only if it beats no blending on train."""
         filters = (False, True) if unit_filter is None else (bool(unit_filter),)
 
@@ -445,38 +488,39 @@ class _TuningPool:
         recipe = _tuned(self.cands)
         if not blend:
             return recipe
-        score = fused_score(self.cands, recipe["weights"])
+        score = fused_score(self.cands, recipe.weights)
         best, best_f1 = recipe, self.f1(self.cands, recipe)
-        for t in (recipe["threshold"], recipe["threshold"] + 0.1):
-            step = {"weights": recipe["weights"], "threshold": float(t), "top": 8}
-            b_cands = candidate_pairs(blend_signals(self.signals, self.cands, score, t, step["top"]))
-            r = {**_tuned(b_cands), "blend": step}
+        for t in (recipe.threshold, recipe.threshold + 0.1):
+            step = Blend(dict(recipe.weights), float(t), 8)
+            b_cands = candidate_pairs(blend_signals(self.signals, self.cands, score, t, step.top))
+            r = _tuned(b_cands).replace(blend=step)
             if self.f1(b_cands, r) > best_f1:
                 best, best_f1 = r, self.f1(b_cands, r)
         return best
 
-    def rerank(self, recipe: dict, rerank: bool | None, progress: bool = False) -> tuple[dict, PairClassifier | None]:
-        """Add the pair classifier step to ``recipe`` (``rerank`` True: always, None: if it wins, False: never).
+    def add_pair_classifier(self, recipe: Recipe, wanted: bool | None,
+                            progress: bool = False) -> tuple[Recipe, PairClassifier | None]:
+        """Add the pair classifier step to ``recipe`` (``wanted`` True: always, None: if it wins, False: never).
 
         Its decision thresholds are tuned on out-of-fold probabilities (group K-fold
         inside this pool), the kept model is then trained on all of the pool's pairs.
         """
-        if rerank is False:
+        if wanted is False:
             return recipe, None
         signals, cands, score = pool_candidates(self.signals, recipe)
-        x, names = rerank_features(signals, cands, score)
+        x, names = pair_classifier_features(signals, cands, score)
         _, codes = np.unique(self.labels, return_inverse=True)
         codes = codes.ravel()
         same = codes[cands.rows] == codes[cands.cols]
         clf = PairClassifier()
         folds = np.minimum(codes[cands.rows], codes[cands.cols])       # (i, j) and (j, i) share a fold
         p = symmetric_probability(clf.out_of_fold(x, same, folds, progress=progress), cands.rows, cands.cols, cands.n)
-        step = tune_rerank(cands, p, self.labels)
-        gain = (pair_scores(cands, keep_pairs(cands, step, p), self.labels).mean_f1
+        step = tune_pair_step(cands, p, self.labels)
+        gain = (pair_scores(cands, keep_pairs(cands, step.rule(), p), self.labels).mean_f1
                 - pair_scores(cands, keep_pairs(cands, recipe, score), self.labels).mean_f1)
-        if rerank is None and gain <= 0:
+        if wanted is None and gain <= 0:
             return recipe, None
-        return {**recipe, "rerank": step}, clf.fit(x, same, names)
+        return recipe.replace(pair_classifier=step), clf.fit(x, same, names)
 
 
 ABLATION = {  # row name -> tuning options (signals missing from the pool are skipped)
@@ -491,16 +535,16 @@ ABLATION = {  # row name -> tuning options (signals missing from the pool are sk
     "+unit filter": dict(concat=["tfidf", "title", "image", "phash"], union_phash=True, min2=True, unit_filter=True),
     "blend": dict(concat=["tfidf", "title", "image", "phash"], union_phash=True, min2=True, blend=True),
     "+pair classifier": dict(concat=["tfidf", "title", "image", "phash"], union_phash=True, min2=True,
-                             unit_filter=True, rerank=True),
+                             unit_filter=True, pair_classifier=True),
     "best": dict(concat=["tfidf", "title", "image", "phash"], union_phash=True, min2=True, unit_filter=None,
-                 blend=True, rerank=None),
+                 blend=True, pair_classifier=None),
 }
 
 
 def ablation(train_df: pd.DataFrame, val_df: pd.DataFrame, *, train_images=None, val_images=None,
              title_model: TitleModelConfig | None = TitleModelConfig(), tfidf_config: TfidfConfig = TfidfConfig(),
              tune_fraction: float = 0.4, seed: int = 0, cache_dir: str | None = None, progress: bool = True
-             ) -> tuple[pd.DataFrame, dict, dict[str, list[np.ndarray]]]:
+             ) -> tuple[pd.DataFrame, dict[str, Recipe], dict[str, list[np.ndarray]]]:
     """Each fusion step tuned on train, scored on the val pool (searched within itself).
 
     Returns the table (method | mean_f1 | mean_precision | mean_recall | fold_f1_std: the std of mean F1
@@ -516,9 +560,9 @@ def ablation(train_df: pd.DataFrame, val_df: pd.DataFrame, *, train_images=None,
         if not concat:
             continue
         options = {**options, "concat": concat}
-        rerank = options.pop("rerank", False)
-        recipe, reranker = tuning.rerank(tuning.tune(**options), rerank)
-        matches = Matcher(recipe, tuning.encoder, tfidf_config, reranker=reranker).predict(
+        wanted = options.pop("pair_classifier", False)
+        recipe, classifier = tuning.add_pair_classifier(tuning.tune(**options), wanted)
+        matches = Matcher(recipe, tuning.encoder, tfidf_config, pair_classifier=classifier).predict(
             val_df, image_embeddings=val_images, progress=False)
         s = score_matches(matches, val_df["label_group"].to_numpy())
         rows.append({"method": method, **s.as_dict(),

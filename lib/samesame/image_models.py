@@ -105,29 +105,3 @@ def table_metrics(table: pd.DataFrame) -> dict:
 def metric_table(tuned: dict[str, TunedThreshold]) -> pd.DataFrame:
     """The seed's distance table: one row per metric with its train-tuned threshold and both F1s."""
     return pd.DataFrame({metric: t.summary() for metric, t in tuned.items()}).T.rename_axis("distance")
-
-
-def _has_finetuned(recorded: dict) -> bool:
-    """04 ran and trained something (it is skipped when too few images exist)."""
-    return bool(recorded.get("04_finetune", {}).get("best"))
-
-
-def best_model(run, input_size: int | None = None) -> Backbone:
-    """The best image model so far, chosen on the train side: 04's fine-tuned pick, else 03's best backbone."""
-    from .finetune import finetuned_backbone
-
-    recorded = run.metrics()
-    if _has_finetuned(recorded):
-        return finetuned_backbone(run.path / "models")
-    if "03_backbone_compare" not in recorded:
-        raise ValueError(f"{run.path}: run 03_backbone_compare (or 04_finetune) first, e.g. `make backbones RUN={run.name}`")
-    return load_backbone(recorded["03_backbone_compare"]["best"], input_size=input_size)
-
-
-def best_image_signal(run, splits: dict[str, pd.DataFrame], **embed_kwargs) -> ImageSignal:
-    """Embeddings of the train/test splits from :func:`best_model` (04's are stored, so no recompute)."""
-    from .finetune import load_finetuned
-
-    if _has_finetuned(run.metrics()):
-        return load_finetuned(run.path / "models")[1]
-    return embed_splits(best_model(run, embed_kwargs.pop("input_size", None)), splits, **embed_kwargs)

@@ -16,7 +16,9 @@ Pairs are directed (both directions present, as in :class:`samesame.fusion.Candi
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+import json
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
 from typing import Sequence
 
 import numpy as np
@@ -200,6 +202,36 @@ class PairClassifier:
             raise ValueError(f"pair features {feature_names} differ from the trained ones {self.feature_names}; "
                              "predict with the same signals (images, learned title) the matcher was fit with")
         return self.model.predict_proba(x)[:, 1].astype(np.float32)
+
+    def save(self, folder: str | Path) -> Path:
+        """``pair_classifier.json`` (settings, feature names, sklearn version) + ``model.joblib``."""
+        import joblib
+        import sklearn
+
+        if self.model is None:
+            raise RuntimeError("PairClassifier.save called before fit()")
+        folder = Path(folder)
+        folder.mkdir(parents=True, exist_ok=True)
+        settings = {k: v for k, v in asdict(self).items() if k != "model"}
+        (folder / "pair_classifier.json").write_text(json.dumps({**settings, "sklearn": sklearn.__version__}, indent=2))
+        joblib.dump(self.model, folder / "model.joblib")
+        return folder
+
+    @classmethod
+    def load(cls, folder: str | Path) -> "PairClassifier":
+        """What :meth:`save` wrote; refuses a model pickled by another scikit-learn version (it may not
+        unpickle, or may predict differently) and says which version wrote it."""
+        import joblib
+        import sklearn
+
+        folder = Path(folder)
+        settings = json.loads((folder / "pair_classifier.json").read_text())
+        saved = settings.pop("sklearn")
+        if saved != sklearn.__version__:
+            raise RuntimeError(f"{folder} was saved with scikit-learn {saved}, this environment has "
+                               f"{sklearn.__version__}: install scikit-learn=={saved} or refit the matcher")
+        # joblib unpickles: load only matchers this project wrote (runs/<RUN>/models, dist/kaggle)
+        return cls(**settings, model=joblib.load(folder / "model.joblib"))
 
     def out_of_fold(self, x: np.ndarray, same: np.ndarray, pair_groups: np.ndarray, folds: int = 3,
                     progress: bool = False) -> np.ndarray:

@@ -102,6 +102,23 @@ def run_notebooks(profile_name: str, run_name: str | None = None, data_dir: str 
     return run
 
 
+def fit_run(profile_name: str, run_name: str, data_dir: str | None = None, runs_root: Path = RUNS_ROOT) -> Path:
+    """``make fit``: fit the matcher on all of train.csv and save it to runs/<RUN>/models/matcher/."""
+    from .artefacts import fit_and_save, fit_options, matcher_path
+    from .data import load_dataset
+
+    profile = load_profile(profile_name)
+    data_path = resolve_data_dir(profile, data_dir)
+    p = profile["params"]
+    cache_dir = (NOTEBOOKS_DIR / p["cache_dir"]).resolve() if p.get("cache_dir") else None   # relative to notebooks/
+    run = Run(Path(runs_root) / run_name)
+    matcher = fit_and_save(run, data_path / "train.csv", load_dataset(data_path).train,
+                           use_images=p["use_images"], image_size=p["image_size"], batch_size=p["batch_size"],
+                           cache_dir=cache_dir, progress=p["progress"], fit_options=fit_options(p["train_seed"], p["title_encoder"], p["fusion_tuning"]))
+    print(f"matcher {matcher.name} fitted in {matcher.info['fit_seconds']} s -> {matcher_path(run)}", flush=True)
+    return matcher_path(run)
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="samesame", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
@@ -110,12 +127,18 @@ def main(argv: list[str] | None = None) -> None:
     run_p.add_argument("--run", default=None, help="run name (default: a timestamp)")
     run_p.add_argument("--data-dir", default=None, help="Kaggle-layout folder (default: the profile's sample)")
     run_p.add_argument("--only", nargs="*", default=None, help="notebook names or prefixes, e.g. 02_phash")
+    fit_p = sub.add_parser("fit", help="fit the matcher on train.csv -> runs/<RUN>/models/matcher/")
+    fit_p.add_argument("--profile", default="sample")
+    fit_p.add_argument("--run", required=True)
+    fit_p.add_argument("--data-dir", default=None)
     sample_p = sub.add_parser("sample", help="generate the embedded sample of a profile")
     sample_p.add_argument("--profile", default="sample")
     args = parser.parse_args(argv)
     try:
         if args.command == "run":
             run_notebooks(args.profile, args.run, args.data_dir, args.only)
+        elif args.command == "fit":
+            fit_run(args.profile, args.run, args.data_dir)
         else:
             profile = load_profile(args.profile)
             ensure_sample((REPO / profile.get("data_dir", "data/sample")).resolve(), profile)

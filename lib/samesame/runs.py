@@ -27,7 +27,9 @@ LEADERBOARD_FILE = "leaderboard.csv"
 
 
 def _plain(value: Any) -> Any:
-    """JSON-ready copy: numpy scalars/arrays to Python, NaN to None, keys to str."""
+    """JSON-ready copy: numpy scalars/arrays to Python, NaN to None, keys to str, typed values via to_dict()."""
+    if hasattr(value, "to_dict") and callable(value.to_dict) and not isinstance(value, (pd.DataFrame, pd.Series)):
+        value = value.to_dict()
     if isinstance(value, dict):
         return {str(k): _plain(v) for k, v in value.items()}
     if isinstance(value, (list, tuple, np.ndarray)):
