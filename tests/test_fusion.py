@@ -182,7 +182,7 @@ def test_ablation_has_an_image_only_row_when_image_vectors_exist():
 
     table, recipes, predictions = ablation(train, val, train_images=images(train), val_images=images(val),
                                            title_model=None, progress=False)
-    assert recipes["image"]["weights"] == {"image": 1.0}
+    assert recipes["image"].weights == {"image": 1.0}
     assert table.set_index("method").loc["image", "mean_f1"] > 0.5 and len(predictions["image"]) == len(val)
 
 
@@ -228,3 +228,18 @@ def test_saved_matcher_loads_and_gives_identical_matches(tmp_path):
     assert [m.tolist() for m in before] == [m.tolist() for m in after]
     matcher.save(folder)                           # saving again replaces the folder as a whole
     assert not (tmp_path / "matcher.tmp").exists()
+
+
+def test_an_optional_step_must_win_in_most_group_folds_not_just_on_the_mean():
+    from samesame.data import group_folds
+    from samesame.fusion import STEP_FOLDS, _TuningPool
+    from samesame.metrics import scores_from_counts
+
+    labels = np.repeat(np.arange(200), 2)
+    pool = _TuningPool(None, None, None, labels)
+    folds = group_folds(labels, STEP_FOLDS)
+    base = scores_from_counts(np.full(400, 2), np.full(400, 2), np.ones(400, int))           # F1 0.5 everywhere
+    lucky = scores_from_counts(np.full(400, 2), np.full(400, 2), np.where(folds == 0, 2, 1))  # one fold perfect
+    broad = scores_from_counts(np.full(400, 1), np.full(400, 2), np.ones(400, int))           # F1 0.667 everywhere
+    assert lucky.mean_f1 > base.mean_f1 and not pool.wins(lucky, base)
+    assert pool.wins(broad, base) and not pool.wins(base, broad)

@@ -38,7 +38,7 @@ import scipy.sparse as sp
 from tqdm.auto import tqdm
 
 from .data import split_by_group
-from .metrics import score_matches, scores_from_counts
+from .metrics import Scores, score_matches, scores_from_counts
 from .neighbors import MAX_MATCHES, knn, l2_normalize
 from .pairs import PairClassifier, TitleTokens, pair_dot, pair_features, symmetric_probability
 from .phash import phash_codes
@@ -48,6 +48,7 @@ from .title_model import TitleEncoder, TitleModelConfig, fitted_encoder
 
 EMBEDDINGS = ("tfidf", "title", "image")  # blended, cosine signals
 SIGNALS = EMBEDDINGS + ("phash",)
+STEP_FOLDS = 5   # group folds of the tuning pool an optional step (unit filter, blending, pair classifier) must win
 
 
 # ---------------------------------------------------------------- signals and candidate pairs
@@ -473,7 +474,17 @@ class _TuningPool:
         return [s for s in ("tfidf", "title", "image", "phash") if s in self.cands.sims]
 
     def f1(self, cands: Candidates, recipe: Recipe) -> float:
-        return pair_scores(cands, keep_pairs(cands, recipe), self.labels).mean_f1
+        return self.scores(cands, recipe).mean_f1
+
+    def scores(self, cands: Candidates, recipe: Recipe, score: np.ndarray | None = None) -> Scores:
+        return pair_scores(cands, keep_pairs(cands, recipe, score), self.labels)
+
+    def wins(self, new: Scores, old: Scores) -> bool:
+        """Keep an optional step only when it beats going without on the mean **and** in most of
+        STEP_FOLDS folds of the pool's label groups: a step that wins on one lucky subset of groups
+        is noise, and it costs on an unseen pool."""
+        gains = new.fold_f1(self.labels, STEP_FOLDS) - old.fold_f1(self.labels, STEP_FOLDS)
+        return new.mean_f1 > old.mean_f1 and int(np.sum(gains > 0)) > len(gains) // 2
 
     def tune(self, *, concat: Sequence[str], union_phash: bool = False, min2: bool = False,
              unit_filter: bool | None = False, blend: bool = False) -> Recipe:
@@ -483,19 +494,23 @@ class _TuningPool:
         def _tuned(cands):
             options = [tune_recipe(cands, self.labels, concat=concat, union_phash=union_phash, min2=min2,
                                    unit_filter=u) for u in filters]
-            return max(options, key=lambda r: self.f1(cands, r))
+            chosen = options[0]
+            for other in options[1:]:        # the unit filter, when optional, must win across group folds
+                if self.wins(self.scores(cands, other), self.scores(cands, chosen)):
+                    chosen = other
+            return chosen
 
         recipe = _tuned(self.cands)
         if not blend:
             return recipe
         score = fused_score(self.cands, recipe.weights)
-        best, best_f1 = recipe, self.f1(self.cands, recipe)
+        best, best_scores = recipe, self.scores(self.cands, recipe)
         for t in (recipe.threshold, recipe.threshold + 0.1):
             step = Blend(dict(recipe.weights), float(t), 8)
             b_cands = candidate_pairs(blend_signals(self.signals, self.cands, score, t, step.top))
             r = _tuned(b_cands).replace(blend=step)
-            if self.f1(b_cands, r) > best_f1:
-                best, best_f1 = r, self.f1(b_cands, r)
+            if self.wins(self.scores(b_cands, r), best_scores):
+                best, best_scores = r, self.scores(b_cands, r)
         return best
 
     def add_pair_classifier(self, recipe: Recipe, wanted: bool | None,
@@ -516,9 +531,7 @@ class _TuningPool:
         folds = np.minimum(codes[cands.rows], codes[cands.cols])       # (i, j) and (j, i) share a fold
         p = symmetric_probability(clf.out_of_fold(x, same, folds, progress=progress), cands.rows, cands.cols, cands.n)
         step = tune_pair_step(cands, p, self.labels)
-        gain = (pair_scores(cands, keep_pairs(cands, step.rule(), p), self.labels).mean_f1
-                - pair_scores(cands, keep_pairs(cands, recipe, score), self.labels).mean_f1)
-        if wanted is None and gain <= 0:
+        if wanted is None and not self.wins(self.scores(cands, step.rule(), p), self.scores(cands, recipe, score)):
             return recipe, None
         return recipe.replace(pair_classifier=step), clf.fit(x, same, names)
 

