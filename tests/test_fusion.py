@@ -199,7 +199,7 @@ def test_ablation_on_real_data_beats_tfidf_alone():
 
 def test_recipe_json_round_trip_and_unknown_keys():
     recipe = Recipe({"tfidf": 1.0, "phash": 0.25}, 0.61, {"phash": 0.9}, True, 0.3, Blend({"tfidf": 1.0}, 0.7, 8),
-                    PairStep(0.42, 0.11))
+                    PairStep(0.42, 0.11, 0.2))
     assert Recipe.from_dict(json.loads(json.dumps(recipe.to_dict()))) == recipe
     assert recipe.name == "blend(tfidf+phash)|phash+units+min2+pair_classifier"
     with pytest.raises(ValueError, match="unknown recipe keys.*rerank"):

@@ -63,6 +63,7 @@ class Signals:
     image_ok: np.ndarray             # bool (n,): rows whose image embedding may be used
     quantities: list[dict]
     titles: list[str] = field(default_factory=list)   # normalised titles (pair classifier features)
+    knn_cache: dict = field(default_factory=dict, repr=False)   # (signal, k) -> (rows searched, kNN indices)
 
     @property
     def n(self) -> int:
@@ -116,14 +117,20 @@ def candidate_pairs(signals: Signals, k: int = MAX_MATCHES, progress: bool = Fal
         rows_sub = np.flatnonzero(signals.image_ok) if name == "image" else np.arange(n)
         if len(rows_sub) < 2:
             continue
-        x = emb[rows_sub] if name == "image" else emb
-        _, idx = knn(x, k, metric="hamming" if name == "phash" else "cosine")
+        if (name, k) in signals.knn_cache:
+            rows_sub, idx = signals.knn_cache[(name, k)]
+        else:
+            x = emb[rows_sub] if name == "image" else emb
+            _, idx = knn(x, k, metric="hamming" if name == "phash" else "cosine")
+            if name == "phash":             # never blended: the blend pass searches the same codes again
+                signals.knn_cache[(name, k)] = (rows_sub, idx)
         r = np.repeat(rows_sub, idx.shape[1])
         c = rows_sub[np.maximum(idx, 0)].ravel()
         ok = (idx.ravel() >= 0) & (r != c)
         pairs.append(r[ok] * n + c[ok])
         pairs.append(c[ok] * n + r[ok])
-    keys = np.unique(np.concatenate(pairs)) if pairs else np.zeros(0, np.int64)
+    keys = np.sort(np.concatenate(pairs)) if pairs else np.zeros(0, np.int64)
+    keys = keys[np.r_[True, keys[1:] != keys[:-1]]] if len(keys) else keys     # unique (faster than np.unique here)
     rows, cols = keys // n, keys % n
     sims = embedding_sims(signals, rows, cols)
     bits = np.unpackbits(signals.phash[rows] ^ signals.phash[cols], axis=1).sum(1)
@@ -242,7 +249,8 @@ def blend_signals(signals: Signals, cands: Candidates, score: np.ndarray, thresh
         else:
             x = l2_normalize(w @ x)
         emb[name] = x
-    return Signals(emb, signals.phash, signals.image_ok, signals.quantities, signals.titles)
+    return Signals(emb, signals.phash, signals.image_ok, signals.quantities, signals.titles,
+                   {key: v for key, v in signals.knn_cache.items() if key[0] == "phash"})
 
 
 # ---------------------------------------------------------------- candidates of a recipe, pair classifier step
@@ -272,10 +280,20 @@ def pool_candidates(signals: Signals, recipe: Recipe, k: int = MAX_MATCHES,
     return signals, cands, fused_score(cands, recipe.weights)
 
 
-def pair_classifier_features(signals: Signals, cands: Candidates, score: np.ndarray) -> tuple[np.ndarray, list[str]]:
-    """The pair classifier's features for these candidates (every signal, the fused score, titles)."""
+def pair_classifier_features(signals: Signals, cands: Candidates, score: np.ndarray,
+                             subset: np.ndarray | None = None) -> tuple[np.ndarray, list[str]]:
+    """The pair classifier's features for these candidates (every signal, the fused score, titles);
+    ``subset``: positions of the pairs to describe (default: all)."""
     return pair_features(cands.rows, cands.cols, cands.n, {**cands.sims, "fused": score}, cands.conflict,
-                         TitleTokens.from_titles(signals.titles))
+                         TitleTokens.from_titles(signals.titles), subset)
+
+
+FLOOR_QUANTILE = 0.002   # share of matching tuning pairs allowed below the pair classifier's fused-score floor
+
+
+def classified_pairs(score: np.ndarray, floor: float | None) -> np.ndarray:
+    """Positions of the candidate pairs the pair classifier scores (fused score >= floor; symmetric)."""
+    return np.arange(len(score)) if floor is None else np.flatnonzero(score >= floor)
 
 
 PROBABILITIES = np.round(np.arange(0.05, 0.951, 0.01), 3)
@@ -376,9 +394,13 @@ class Matcher:
         signals, cands, score = pool_candidates(signals, self.recipe, self.k, progress)
         if self.pair_classifier is None:
             return matches_from_pairs(cands, keep_pairs(cands, self.recipe, score), score)
-        x, names = pair_classifier_features(signals, cands, score)
-        p = symmetric_probability(self.pair_classifier.predict_proba(x, names), cands.rows, cands.cols, cands.n)
-        return matches_from_pairs(cands, keep_pairs(cands, self.recipe.pair_classifier.rule(), p), p)
+        step = self.recipe.pair_classifier
+        sub = classified_pairs(score, step.floor)
+        x, names = pair_classifier_features(signals, cands, score, sub)
+        p = np.zeros(len(score), dtype=np.float32)
+        p[sub] = self.pair_classifier.predict_proba(x, names)
+        p = symmetric_probability(p, cands.rows, cands.cols, cands.n)
+        return matches_from_pairs(cands, keep_pairs(cands, step.rule(), p), p)
 
     def _needs_title(self) -> bool:
         """Embed titles only when the recipe or the pair classifier reads the learned title (it is slow)."""
@@ -523,17 +545,22 @@ class _TuningPool:
         if wanted is False:
             return recipe, None
         signals, cands, score = pool_candidates(self.signals, recipe)
-        x, names = pair_classifier_features(signals, cands, score)
         _, codes = np.unique(self.labels, return_inverse=True)
         codes = codes.ravel()
         same = codes[cands.rows] == codes[cands.cols]
+        # pairs far below every matching pair's fused score are left out (p = 0): most candidates, few matches
+        floor = float(np.quantile(score[same], FLOOR_QUANTILE)) if same.any() else None
+        sub = classified_pairs(score, floor)
+        x, names = pair_classifier_features(signals, cands, score, sub)
         clf = PairClassifier()
-        folds = np.minimum(codes[cands.rows], codes[cands.cols])       # (i, j) and (j, i) share a fold
-        p = symmetric_probability(clf.out_of_fold(x, same, folds, progress=progress), cands.rows, cands.cols, cands.n)
-        step = tune_pair_step(cands, p, self.labels)
+        folds = np.minimum(codes[cands.rows], codes[cands.cols])[sub]       # (i, j) and (j, i) share a fold
+        p = np.zeros(len(score), dtype=np.float32)
+        p[sub] = clf.out_of_fold(x, same[sub], folds, progress=progress)
+        p = symmetric_probability(p, cands.rows, cands.cols, cands.n)
+        step = tune_pair_step(cands, p, self.labels).replace(floor=floor)
         if wanted is None and not self.wins(self.scores(cands, step.rule(), p), self.scores(cands, recipe, score)):
             return recipe, None
-        return recipe.replace(pair_classifier=step), clf.fit(x, same, names)
+        return recipe.replace(pair_classifier=step), clf.fit(x, same[sub], names)
 
 
 ABLATION = {  # row name -> tuning options (signals missing from the pool are skipped)

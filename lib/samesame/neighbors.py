@@ -8,6 +8,8 @@ sweep costs one kNN search, not one search per threshold.
 
 from __future__ import annotations
 
+import os
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Iterable, Sequence
 
@@ -69,20 +71,54 @@ def knn(emb, k: int = MAX_MATCHES, metric: str = "cosine", chunk: int = 4096) ->
 
 
 def _knn_sparse_cosine(x: sp.spmatrix, k: int, chunk: int) -> tuple[np.ndarray, np.ndarray]:
-    """Top-k cosine neighbours of L2-normalised sparse rows, one row block at a time."""
+    """Top-k cosine neighbours of L2-normalised sparse rows, one row block at a time.
+
+    Each block's similarities are scattered into one reused dense buffer (no fresh
+    allocation per block) and reduced to the top k by faiss' C++ heap, which skips
+    most values after one comparison (numpy's argpartition over the whole row was
+    ~100x slower and dominated the search at 70,000 listings).
+    """
     x = sp.csr_matrix(x, dtype=np.float32)
-    xt = x.T.tocsc()
+    xt = x.T.tocsr()
     n = x.shape[0]
-    dist = np.empty((n, k), dtype=np.float32)
+    workers = _search_threads()
+    block = max(1, min(chunk, (1 << 25) // max(n, 1)))       # per worker a buffer of at most 32M floats (128 MB)
+    sim = np.empty((n, k), dtype=np.float32)
     idx = np.empty((n, k), dtype=np.int64)
-    for start in range(0, n, chunk):
-        sims = (x[start:start + chunk] @ xt).toarray()
-        top = np.argpartition(-sims, k - 1, axis=1)[:, :k] if k < n else np.tile(np.arange(n), (len(sims), 1))
-        top_sims = np.take_along_axis(sims, top, axis=1)
-        order = np.argsort(-top_sims, axis=1, kind="stable")
-        idx[start:start + chunk] = np.take_along_axis(top, order, axis=1)
-        dist[start:start + chunk] = 1.0 - np.take_along_axis(top_sims, order, axis=1)
-    return dist, idx
+    starts = list(range(0, n, block))
+
+    def run(worker: int) -> None:       # scipy's sparse kernels and faiss release the GIL: threads share the cores
+        buf = np.empty((min(block, n), n), dtype=np.float32)
+        for start in starts[worker::workers]:
+            stop = min(start + block, n)
+            out = buf[: stop - start]
+            out.fill(0.0)
+            (x[start:stop] @ xt).toarray(out=out)
+            _top_k_max(out, sim[start:stop], idx[start:stop])
+
+    if workers == 1:
+        run(0)
+    else:
+        with ThreadPoolExecutor(workers) as pool:
+            list(pool.map(run, range(workers)))
+    return 1.0 - sim, idx
+
+
+def _search_threads() -> int:
+    """Threads for the sparse search: the usable cores, capped by OMP_NUM_THREADS when it is set."""
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    limit = os.environ.get("OMP_NUM_THREADS", "")
+    return max(1, min(cores, int(limit) if limit.isdigit() and int(limit) > 0 else cores))
+
+
+def _top_k_max(values: np.ndarray, top: np.ndarray, ids: np.ndarray) -> None:
+    """Per row of a C-contiguous float32 matrix: the k largest values (descending) and their columns."""
+    heap = faiss.float_minheap_array_t()
+    heap.nh, heap.k = values.shape[0], top.shape[1]
+    heap.val, heap.ids = faiss.swig_ptr(top), faiss.swig_ptr(ids)
+    heap.heapify()
+    heap.addn(values.shape[1], faiss.swig_ptr(values), 0, 0, -1)
+    heap.reorder()
 
 
 def _self_first(dist: np.ndarray, idx: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

@@ -34,10 +34,18 @@ class Blend:
 
 @dataclass(frozen=True)
 class PairStep:
-    """The pair classifier's decision: probability >= ``threshold``; lonely listings keep their best pair >= ``min2``."""
+    """The pair classifier's decision: probability >= ``threshold``; lonely listings keep their best pair >= ``min2``.
+
+    ``floor``: pairs whose fused score is below it are not classified (probability 0); set at fit time
+    so that almost no matching train pair lies below it (None: every candidate pair is classified).
+    """
 
     threshold: float
     min2: float | None = None
+    floor: float | None = None
+
+    def replace(self, **changes) -> "PairStep":
+        return dataclasses.replace(self, **changes)
 
     def rule(self) -> "Recipe":
         """The same decision as a recipe applied to the probabilities (no union, no unit filter)."""
@@ -100,7 +108,8 @@ class Recipe:
                    blend=None if not blend else Blend({str(k): float(v) for k, v in blend["weights"].items()},
                                                       float(blend["threshold"]), int(blend.get("top", 8))),
                    pair_classifier=None if not step else PairStep(
-                       float(step["threshold"]), None if step.get("min2") is None else float(step["min2"])))
+                       float(step["threshold"]), None if step.get("min2") is None else float(step["min2"]),
+                       None if step.get("floor") is None else float(step["floor"])))
 
     def save(self, path: str | Path) -> Path:
         path = Path(path)
