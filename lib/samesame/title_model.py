@@ -47,11 +47,11 @@ MASKED = -30000.0  # attention score of a padding token: exp() is 0, and it stay
 class TitleModelConfig:
     """Fine-tuning knobs of the title transformer (defaults sized for a 2-core CPU)."""
 
-    train_layers: int = 2          # top encoder layers trained; the ones below run once and are cached
+    train_layers: int = 4          # top encoder layers trained; the ones below run once and are cached
     max_len: int = 48              # tokens incl. <s> </s> and the "query: " prefix; 99% of titles fit
-    epochs: int = 4
+    epochs: int = 6
     batch_size: int = 64
-    learning_rate: float = 2e-4    # peak; warm-up over the first 5% of steps, then cosine decay to 0
+    learning_rate: float = 5e-4    # peak; warm-up over the first 5% of steps, then cosine decay to 0
     dropout: float = 0.1           # in the trained layers (BERT's own fine-tuning value)
     margin: float = 0.3
     scale: float = 30.0
