@@ -232,7 +232,7 @@ def test_saved_matcher_loads_and_gives_identical_matches(tmp_path):
 
 def test_an_optional_step_must_win_in_most_group_folds_not_just_on_the_mean():
     from samesame.data import group_folds
-    from samesame.fusion import STEP_FOLDS, _TuningPool
+    from samesame.tuning import STEP_FOLDS, _TuningPool
     from samesame.metrics import scores_from_counts
 
     labels = np.repeat(np.arange(200), 2)

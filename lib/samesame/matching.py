@@ -1,0 +1,225 @@
+"""Applying a recipe: fused score, kept pairs, match sets, and the fitted :class:`Matcher` (save / load).
+
+A :class:`samesame.recipe.Recipe` keeps a candidate pair when the weighted mean of its signals'
+similarities reaches the threshold (or one signal alone reaches its union threshold), drops
+title-driven pairs whose units conflict, gives lonely listings their best candidate (min2), and
+optionally lets the :class:`samesame.pairs.PairClassifier` decide instead. Every score here is
+"larger = closer".
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import shutil
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+import pandas as pd
+
+from .candidates import Candidates, Signals, blend_signals, candidate_pairs, compute_signals, embedding_sims
+from .metrics import scores_from_counts
+from .neighbors import MAX_MATCHES
+from .pairs import PairClassifier, TitleTokens, pair_features, symmetric_probability
+from .recipe import Recipe
+from .text import TfidfConfig
+from .title_model import TitleEncoder
+
+# ---------------------------------------------------------------- the fusion rule
+
+
+def fused_score(cands: Candidates, weights: dict[str, float]) -> np.ndarray:
+    """Weighted mean of the available signals' similarities per pair (a missing image drops out)."""
+    num = np.zeros(len(cands.rows), dtype=np.float64)
+    den = np.zeros(len(cands.rows), dtype=np.float64)
+    for name, w in weights.items():
+        if w <= 0 or name not in cands.sims:
+            continue
+        s = cands.sims[name]
+        have = ~np.isnan(s)
+        num[have] += w * s[have]
+        den[have] += w
+    return np.divide(num, den, out=np.full_like(num, -1.0), where=den > 0)
+
+
+def keep_pairs(cands: Candidates, recipe: Recipe | dict, score: np.ndarray | None = None) -> np.ndarray:
+    """Boolean mask of the candidate pairs the recipe matches (before the 50 cap)."""
+    recipe = Recipe.from_dict(recipe)
+    score = fused_score(cands, recipe.weights) if score is None else score
+    keep = score >= recipe.threshold
+    if recipe.unit_filter:
+        keep &= ~cands.conflict
+    for name, t in recipe.union.items():
+        if name in cands.sims:
+            keep |= np.nan_to_num(cands.sims[name], nan=-np.inf) >= t
+    if recipe.min2 is not None:
+        keep |= _min2_pairs(cands, score, keep, recipe.min2)
+    return keep
+
+
+def _min2_pairs(cands: Candidates, score: np.ndarray, keep: np.ndarray, loose: float) -> np.ndarray:
+    """For listings with no match but themselves, their best-scoring candidate if it is >= ``loose``."""
+    alone = np.bincount(cands.rows[keep], minlength=cands.n) == 0
+    order = np.lexsort((-score, cands.rows))             # per row, best score first
+    first = order[np.r_[True, cands.rows[order][1:] != cands.rows[order][:-1]]]
+    add = np.zeros(len(score), dtype=bool)
+    chosen = first[alone[cands.rows[first]] & (score[first] >= loose)]
+    add[chosen] = True
+    return add
+
+
+def matches_from_pairs(cands: Candidates, keep: np.ndarray, score: np.ndarray,
+                       max_matches: int = MAX_MATCHES) -> list[np.ndarray]:
+    """Match sets (self first, then by decreasing score), capped at ``max_matches``."""
+    r, c, s = cands.rows[keep], cands.cols[keep], score[keep]
+    order = np.lexsort((-s, r))
+    r, c = r[order], c[order]
+    bounds = np.searchsorted(r, np.arange(cands.n + 1))
+    return [np.concatenate(([i], c[bounds[i]:bounds[i + 1]][: max_matches - 1])) for i in range(cands.n)]
+
+
+def pair_scores(cands: Candidates, keep: np.ndarray, labels: Sequence):
+    """Mean F1/precision/recall of a pair mask (self counted), without building match lists."""
+    _, codes, counts = np.unique(np.asarray(labels), return_inverse=True, return_counts=True)
+    codes = codes.ravel()
+    same = codes[cands.rows] == codes[cands.cols]
+    n_pred = 1 + np.bincount(cands.rows[keep], minlength=cands.n)
+    n_hit = 1 + np.bincount(cands.rows[keep & same], minlength=cands.n)
+    return scores_from_counts(n_pred, counts[codes], n_hit)
+
+
+
+# ---------------------------------------------------------------- candidates of a recipe, pair classifier inputs
+
+
+def searched_signals(recipe: Recipe | dict) -> set[str]:
+    """Signals whose kNN can bring a pair the recipe may keep (see :meth:`Recipe.searched_signals`)."""
+    return Recipe.from_dict(recipe).searched_signals()
+
+
+def pool_candidates(signals: Signals, recipe: Recipe, k: int = MAX_MATCHES,
+                    progress: bool = False) -> tuple[Signals, Candidates, np.ndarray]:
+    """The recipe's final signals, candidate pairs and fused score (after its blend pass, if any).
+
+    After blending, the pairs also carry the unblended similarities ("raw_" + signal):
+    the pair classifier can then tell a pair close in itself from one pulled close by its neighbours.
+    """
+    search = recipe.searched_signals()
+    cands = candidate_pairs(signals, k, progress, search)
+    blend = recipe.blend
+    if blend:
+        first = fused_score(cands, blend.weights)
+        raw = signals
+        signals = blend_signals(signals, cands, first, blend.threshold, blend.top)
+        cands = candidate_pairs(signals, k, progress, search)
+        cands.sims.update({f"raw_{name}": s for name, s in embedding_sims(raw, cands.rows, cands.cols).items()})
+    return signals, cands, fused_score(cands, recipe.weights)
+
+
+def pair_classifier_features(signals: Signals, cands: Candidates, score: np.ndarray,
+                             subset: np.ndarray | None = None) -> tuple[np.ndarray, list[str]]:
+    """The pair classifier's features for these candidates (every signal, the fused score, titles);
+    ``subset``: positions of the pairs to describe (default: all)."""
+    return pair_features(cands.rows, cands.cols, cands.n, {**cands.sims, "fused": score}, cands.conflict,
+                         TitleTokens.from_titles(signals.titles), subset)
+
+
+FLOOR_QUANTILE = 0.002   # share of matching tuning pairs allowed below the pair classifier's fused-score floor
+
+
+def classified_pairs(score: np.ndarray, floor: float | None) -> np.ndarray:
+    """Positions of the candidate pairs the pair classifier scores (fused score >= floor; symmetric)."""
+    return np.arange(len(score)) if floor is None else np.flatnonzero(score >= floor)
+
+
+
+# ---------------------------------------------------------------- the matcher
+
+MATCHER_FORMAT = 1
+
+
+@dataclass
+class Matcher:
+    """A tuned recipe plus what it was fitted with (title encoder, pair classifier); :meth:`predict` matches
+    any pool of listings, :meth:`save` / :meth:`load` keep it in a folder (JSON, Keras, joblib)."""
+
+    recipe: Recipe
+    encoder: TitleEncoder | None
+    tfidf_config: TfidfConfig = field(default_factory=TfidfConfig)
+    k: int = MAX_MATCHES
+    pair_classifier: PairClassifier | None = None
+    info: dict = field(default_factory=dict)       # free JSON-ready facts (train.csv hash, image model, timings)
+
+    def __post_init__(self):
+        self.recipe = Recipe.from_dict(self.recipe)
+        if (self.recipe.pair_classifier is not None) != (self.pair_classifier is not None):
+            raise ValueError("a recipe with a pair_classifier step needs its trained PairClassifier "
+                             "(pair_classifier=...), and a PairClassifier needs the recipe's pair_classifier "
+                             "thresholds; refit with fit_matcher")
+
+    @property
+    def name(self) -> str:
+        """Short method name for tables and metrics.json, e.g. ``blend(tfidf+title)|phash+min2``."""
+        return self.recipe.name
+
+    def predict(self, df: pd.DataFrame, *, image_embeddings=None, progress: bool = True) -> list[np.ndarray]:
+        """Match sets (row positions, self first, at most 50) for every row of ``df``."""
+        signals = compute_signals(df, self.encoder if self._needs_title() else None, self.tfidf_config,
+                                  image_embeddings)
+        signals, cands, score = pool_candidates(signals, self.recipe, self.k, progress)
+        if self.pair_classifier is None:
+            return matches_from_pairs(cands, keep_pairs(cands, self.recipe, score), score)
+        step = self.recipe.pair_classifier
+        sub = classified_pairs(score, step.floor)
+        x, names = pair_classifier_features(signals, cands, score, sub)
+        p = np.zeros(len(score), dtype=np.float32)
+        p[sub] = self.pair_classifier.predict_proba(x, names)
+        p = symmetric_probability(p, cands.rows, cands.cols, cands.n)
+        return matches_from_pairs(cands, keep_pairs(cands, step.rule(), p), p)
+
+    def _needs_title(self) -> bool:
+        """Embed titles only when the recipe or the pair classifier reads the learned title (it is slow)."""
+        return "title" in self.recipe.searched_signals() or (
+            self.pair_classifier is not None and "title" in self.pair_classifier.feature_names)
+
+    # ------------------------------------------------------------ persistence
+
+    def save(self, folder: str | Path) -> Path:
+        """Write ``recipe.json``, ``matcher.json`` (settings, versions, info), ``title_encoder/`` and
+        ``pair_classifier.*`` into ``folder`` (replaced as a whole, so no stale file survives)."""
+        folder = Path(folder)
+        tmp = folder.with_name(folder.name + ".tmp")
+        shutil.rmtree(tmp, ignore_errors=True)
+        tmp.mkdir(parents=True)
+        self.recipe.save(tmp / "recipe.json")
+        if self.encoder is not None:
+            self.encoder.save(tmp / "title_encoder")
+        if self.pair_classifier is not None:
+            self.pair_classifier.save(tmp / "pair_classifier")
+        meta = {"format": MATCHER_FORMAT, "name": self.name, "tfidf_config": dataclasses.asdict(self.tfidf_config),
+                "k": self.k, "title_encoder": self.encoder is not None,
+                "pair_classifier": self.pair_classifier is not None, "info": self.info}
+        (tmp / "matcher.json").write_text(json.dumps(meta, indent=2, default=str))
+        shutil.rmtree(folder, ignore_errors=True)
+        os.replace(tmp, folder)
+        return folder
+
+    @classmethod
+    def load(cls, folder: str | Path) -> "Matcher":
+        """The matcher :meth:`save` wrote (raises with the reason when the folder is incomplete or too new)."""
+        folder = Path(folder)
+        meta_file = folder / "matcher.json"
+        if not meta_file.exists():
+            raise FileNotFoundError(f"{meta_file} not found: fit and save a matcher first (make fit)")
+        meta = json.loads(meta_file.read_text())
+        if meta.get("format") != MATCHER_FORMAT:
+            raise ValueError(f"{folder}: matcher format {meta.get('format')}, this samesame reads {MATCHER_FORMAT}; refit")
+        tc = meta["tfidf_config"]
+        tfidf_config = TfidfConfig(**{**tc, "char_ngrams": tuple(tc["char_ngrams"])})
+        encoder = TitleEncoder.load(folder / "title_encoder") if meta["title_encoder"] else None
+        pair_classifier = PairClassifier.load(folder / "pair_classifier") if meta["pair_classifier"] else None
+        return cls(Recipe.load(folder / "recipe.json"), encoder, tfidf_config, int(meta["k"]), pair_classifier,
+                   meta.get("info", {}))

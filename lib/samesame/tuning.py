@@ -1,0 +1,212 @@
+"""Tuning a recipe on train listings only: grids over weights and thresholds, blending, the pair classifier.
+
+:func:`fit_matcher` splits train groups in two: the title encoder learns from one part, every
+weight and threshold is tuned on the other (searched within itself, as the test set is).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Sequence
+
+import numpy as np
+import pandas as pd
+
+from .candidates import Candidates, Signals, blend_signals, candidate_pairs, compute_signals
+from .data import split_by_group
+from .matching import (FLOOR_QUANTILE, Matcher, classified_pairs, fused_score, keep_pairs, pair_classifier_features,
+                       pair_scores, pool_candidates)
+from .metrics import Scores
+from .neighbors import MAX_MATCHES
+from .pairs import PairClassifier, symmetric_probability
+from .recipe import Blend, PairStep, Recipe
+from .text import TfidfConfig
+from .title_model import TitleEncoder, TitleModelConfig, fitted_encoder
+
+PROBABILITIES = np.round(np.arange(0.05, 0.951, 0.01), 3)
+
+
+def tune_pair_step(cands: Candidates, p: np.ndarray, labels: Sequence) -> PairStep:
+    """The pair classifier's decision on labelled candidates: probability threshold, then min2's looser one."""
+    def f1(step: PairStep):
+        return pair_scores(cands, keep_pairs(cands, step.rule(), p), labels).mean_f1
+
+    best = max((PairStep(float(t)) for t in PROBABILITIES), key=f1)
+    loose = [PairStep(best.threshold, float(m)) for m in np.round(np.arange(0.01, best.threshold, 0.02), 3)]
+    return max([best] + loose, key=f1)
+
+
+
+# ---------------------------------------------------------------- tuning on train
+
+
+THRESHOLDS = np.round(np.arange(0.20, 0.951, 0.01), 3)
+PHASH_BITS = tuple(range(0, 17))
+WEIGHT_GRID = (0.0, 0.25, 0.5, 1.0)
+STEP_FOLDS = 5   # group folds of the tuning pool an optional step (unit filter, blending, pair classifier) must win
+
+
+def tune_recipe(cands: Candidates, labels: Sequence, *, concat: Sequence[str], union_phash: bool = False,
+                min2: bool = False, unit_filter: bool = False) -> Recipe:
+    """Grid-search weights and thresholds of one fusion rule on labelled (train) candidates.
+
+    Weights of the ``concat`` signals: coordinate search over a coarse grid (first
+    one fixed at 1), the fused threshold over a fine grid for each; then the phash
+    union threshold and the min2 looser threshold, each given the previous choices.
+    """
+    concat = [s for s in concat if s in cands.sims]
+    weights = {s: (1.0 if i == 0 else 0.0) for i, s in enumerate(concat)}
+    best_f1, recipe = -1.0, None
+    for name in concat[1:] * 2:                      # coordinate search, two passes over the extra signals
+        for w in WEIGHT_GRID:
+            trial = {**weights, name: w}
+            score = fused_score(cands, trial)
+            for t in THRESHOLDS:
+                r = Recipe(weights=trial, threshold=float(t), unit_filter=unit_filter)
+                f1 = pair_scores(cands, keep_pairs(cands, r, score), labels).mean_f1
+                if f1 > best_f1:
+                    best_f1, recipe = f1, r
+        weights = dict(recipe.weights)
+    if recipe is None:                               # a single signal: only its threshold to tune
+        score = fused_score(cands, weights)
+        recipe = max((Recipe(weights=weights, threshold=float(t), unit_filter=unit_filter) for t in THRESHOLDS),
+                     key=lambda r: pair_scores(cands, keep_pairs(cands, r, score), labels).mean_f1)
+    score = fused_score(cands, recipe.weights)
+
+    def _try(variants):
+        nonlocal recipe
+        scored = [(pair_scores(cands, keep_pairs(cands, v, score), labels).mean_f1, i) for i, v in enumerate(variants)]
+        recipe = variants[max(scored)[1]]
+
+    if union_phash:
+        _try([recipe.replace(union={"phash": 1.0 - b / 32.0}) for b in PHASH_BITS] + [recipe])
+        # re-tune the fused threshold now that phash catches some pairs
+        _try([recipe.replace(threshold=float(t)) for t in THRESHOLDS])
+    if min2:
+        _try([recipe.replace(min2=float(t)) for t in np.round(np.arange(0.0, recipe.threshold, 0.02), 3)])
+    return recipe
+
+
+def fit_matcher(train_df: pd.DataFrame, *, image_embeddings=None, tune_fraction: float = 0.4, seed: int = 0,
+                title_model: TitleModelConfig | None = TitleModelConfig(), tfidf_config: TfidfConfig = TfidfConfig(),
+                union_phash: bool = True, min2: bool = True, unit_filter: bool | None = None, blend: bool = True,
+                pair_classifier: bool | None = None, cache_dir: str | None = None, progress: bool = True) -> Matcher:
+    """Train the title encoder and tune the whole recipe on train listings only.
+
+    Train groups are split in two: the encoder learns from one part, the recipe is
+    tuned on the other (searched within itself), so thresholds are set on
+    embeddings of groups the encoder has never seen, as at test time.
+    ``unit_filter=None`` keeps the filter only if it helps on the tuning part.
+    ``title_model=None`` skips the learned title embedding (TF-IDF + phash only).
+    ``pair_classifier=None`` adds the pair classifier only if it beats the threshold rule there (True: always).
+    ``cache_dir``: where a trained title encoder is kept and found again (same titles, labels, config).
+    An optional step is kept only when it wins on the mean and in most group folds (:meth:`_TuningPool.wins`).
+    """
+    tuning = _TuningPool.build(train_df, image_embeddings, tune_fraction, seed, title_model, tfidf_config, progress,
+                               cache_dir)
+    recipe = tuning.tune(concat=tuning.signal_names, union_phash=union_phash, min2=min2,
+                         unit_filter=unit_filter, blend=blend)
+    recipe, classifier = tuning.add_pair_classifier(recipe, pair_classifier, progress)
+    return Matcher(recipe, tuning.encoder, tfidf_config, pair_classifier=classifier)
+
+
+@dataclass
+class _TuningPool:
+    """The train listings the recipe is tuned on, their signals and candidate pairs (computed once)."""
+
+    encoder: TitleEncoder | None
+    signals: Signals
+    cands: Candidates
+    labels: np.ndarray
+
+    @classmethod
+    def build(cls, train_df, image_embeddings, tune_fraction, seed, title_model, tfidf_config, progress, cache_dir=None):
+        # seed + 1: the outer train/val split may have used ``seed`` itself, which would put no group in tune_part
+        fit_part, tune_part = split_by_group(train_df, test_fraction=tune_fraction, seed=seed + 1)
+        if tune_part.empty or fit_part.empty:
+            raise ValueError(f"splitting {len(train_df)} train listings left an empty part; "
+                             f"use more train groups or another tune_fraction (got {tune_fraction})")
+        tune_rows = train_df["label_group"].isin(set(tune_part["label_group"])).to_numpy()
+        encoder = (fitted_encoder(fit_part["title"], fit_part["label_group"], title_model, cache_dir, progress)
+                   if title_model else None)
+        signals = compute_signals(tune_part, encoder, tfidf_config, _subset_images(image_embeddings, tune_rows))
+        return cls(encoder, signals, candidate_pairs(signals, MAX_MATCHES, progress), tune_part["label_group"].to_numpy())
+
+    @property
+    def signal_names(self) -> list[str]:
+        return [s for s in ("tfidf", "title", "image", "phash") if s in self.cands.sims]
+
+    def f1(self, cands: Candidates, recipe: Recipe) -> float:
+        return self.scores(cands, recipe).mean_f1
+
+    def scores(self, cands: Candidates, recipe: Recipe, score: np.ndarray | None = None) -> Scores:
+        return pair_scores(cands, keep_pairs(cands, recipe, score), self.labels)
+
+    def wins(self, new: Scores, old: Scores) -> bool:
+        """Keep an optional step only when it beats going without on the mean **and** in most of
+        STEP_FOLDS folds of the pool's label groups: a step that wins on one lucky subset of groups
+        is noise, and it costs on an unseen pool."""
+        gains = new.fold_f1(self.labels, STEP_FOLDS) - old.fold_f1(self.labels, STEP_FOLDS)
+        return new.mean_f1 > old.mean_f1 and int(np.sum(gains > 0)) > len(gains) // 2
+
+    def tune(self, *, concat: Sequence[str], union_phash: bool = False, min2: bool = False,
+             unit_filter: bool | None = False, blend: bool = False) -> Recipe:
+        """Best recipe for one family of rules; blending kept only if it beats no blending on train."""
+        filters = (False, True) if unit_filter is None else (bool(unit_filter),)
+
+        def _tuned(cands):
+            options = [tune_recipe(cands, self.labels, concat=concat, union_phash=union_phash, min2=min2,
+                                   unit_filter=u) for u in filters]
+            chosen = options[0]
+            for other in options[1:]:        # the unit filter, when optional, must win across group folds
+                if self.wins(self.scores(cands, other), self.scores(cands, chosen)):
+                    chosen = other
+            return chosen
+
+        recipe = _tuned(self.cands)
+        if not blend:
+            return recipe
+        score = fused_score(self.cands, recipe.weights)
+        best, best_scores = recipe, self.scores(self.cands, recipe)
+        for t in (recipe.threshold, recipe.threshold + 0.1):
+            step = Blend(dict(recipe.weights), float(t), 8)
+            b_cands = candidate_pairs(blend_signals(self.signals, self.cands, score, t, step.top))
+            r = _tuned(b_cands).replace(blend=step)
+            if self.wins(self.scores(b_cands, r), best_scores):
+                best, best_scores = r, self.scores(b_cands, r)
+        return best
+
+    def add_pair_classifier(self, recipe: Recipe, wanted: bool | None,
+                            progress: bool = False) -> tuple[Recipe, PairClassifier | None]:
+        """Add the pair classifier step to ``recipe`` (``wanted`` True: always, None: if it wins, False: never).
+
+        Its decision thresholds are tuned on out-of-fold probabilities (group K-fold
+        inside this pool), the kept model is then trained on all of the pool's pairs.
+        """
+        if wanted is False:
+            return recipe, None
+        signals, cands, score = pool_candidates(self.signals, recipe)
+        _, codes = np.unique(self.labels, return_inverse=True)
+        codes = codes.ravel()
+        same = codes[cands.rows] == codes[cands.cols]
+        # pairs far below every matching pair's fused score are left out (p = 0): most candidates, few matches
+        floor = float(np.quantile(score[same], FLOOR_QUANTILE)) if same.any() else None
+        sub = classified_pairs(score, floor)
+        x, names = pair_classifier_features(signals, cands, score, sub)
+        clf = PairClassifier()
+        folds = np.minimum(codes[cands.rows], codes[cands.cols])[sub]       # (i, j) and (j, i) share a fold
+        p = np.zeros(len(score), dtype=np.float32)
+        p[sub] = clf.out_of_fold(x, same[sub], folds, progress=progress)
+        p = symmetric_probability(p, cands.rows, cands.cols, cands.n)
+        step = tune_pair_step(cands, p, self.labels).replace(floor=floor)
+        if wanted is None and not self.wins(self.scores(cands, step.rule(), p), self.scores(cands, recipe, score)):
+            return recipe, None
+        return recipe.replace(pair_classifier=step), clf.fit(x, same[sub], names)
+
+
+
+def _subset_images(image_embeddings, rows: np.ndarray):
+    if image_embeddings is None:
+        return None
+    vectors, ok = image_embeddings
+    return np.asarray(vectors)[rows], np.asarray(ok, dtype=bool)[rows]
