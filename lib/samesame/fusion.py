@@ -49,6 +49,7 @@ ABLATION = {  # row name -> tuning options (signals missing from the pool are sk
     "tfidf": dict(concat=["tfidf"]),
     "tfidf+min2": dict(concat=["tfidf"], min2=True),
     "learned title": dict(concat=["title"]),
+    "image": dict(concat=["image"]),                 # only when image vectors exist
     "union phash|tfidf": dict(concat=["tfidf"], union_phash=True),
     "concat": dict(concat=["tfidf", "title", "image", "phash"]),
     "concat|phash+min2": dict(concat=["tfidf", "title", "image", "phash"], union_phash=True, min2=True),
