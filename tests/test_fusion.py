@@ -232,14 +232,29 @@ def test_saved_matcher_loads_and_gives_identical_matches(tmp_path):
 
 def test_an_optional_step_must_win_in_most_group_folds_not_just_on_the_mean():
     from samesame.data import group_folds
-    from samesame.tuning import STEP_FOLDS, _TuningPool
+    from samesame.tuning import TuningGrid, _TuningPool
     from samesame.metrics import scores_from_counts
 
     labels = np.repeat(np.arange(200), 2)
     pool = _TuningPool(None, None, None, labels)
-    folds = group_folds(labels, STEP_FOLDS)
+    folds = group_folds(labels, TuningGrid().step_folds)
     base = scores_from_counts(np.full(400, 2), np.full(400, 2), np.ones(400, int))           # F1 0.5 everywhere
     lucky = scores_from_counts(np.full(400, 2), np.full(400, 2), np.where(folds == 0, 2, 1))  # one fold perfect
     broad = scores_from_counts(np.full(400, 1), np.full(400, 2), np.ones(400, int))           # F1 0.667 everywhere
     assert lucky.mean_f1 > base.mean_f1 and not pool.wins(lucky, base)
     assert pool.wins(broad, base) and not pool.wins(base, broad)
+
+
+def test_tuning_grid_ranges_and_pair_classifier_settings_come_from_the_config():
+    from samesame.tuning import TuningGrid
+
+    grid = TuningGrid(thresholds=(0.5, 0.6, 0.05), pair_trees=7, pair_max_leaf_nodes=5)
+    np.testing.assert_allclose(grid.threshold_values, [0.5, 0.55, 0.6])
+    assert TuningGrid().threshold_values[[0, -1]].tolist() == [0.2, 0.95] and len(TuningGrid().threshold_values) == 76
+    clf = grid.pair_classifier(seed=3)
+    assert (clf.max_iter, clf.max_leaf_nodes, clf.seed) == (7, 5, 3)
+    df, _ = _listings()
+    matcher = fit_matcher(df, title_model=None, pair_classifier=False, progress=False,
+                          grid=TuningGrid(thresholds=(0.5, 0.6, 0.05), weights=(0.0, 1.0)))
+    assert matcher.recipe.threshold in (0.5, 0.55, 0.6)
+    assert set(matcher.recipe.weights.values()) <= {0.0, 1.0}

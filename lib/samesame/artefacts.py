@@ -32,8 +32,9 @@ from .backbones import Backbone, load_backbone
 from .embed import embed_images
 from .finetune import SUMMARY_FILE, backbone_from_embedder, finetuned_spec, load_finetuned
 from .fusion import Matcher, fit_matcher
-from .title_model import TitleModelConfig
 from .image_models import ImageSignal, embed_splits
+from .title_model import TitleModelConfig
+from .tuning import TuningGrid
 
 BACKBONE_FILE = "backbone.json"
 MATCHER_DIR = "matcher"
@@ -161,10 +162,11 @@ def fit_and_save(run, train_csv: str | Path, train: pd.DataFrame, *, use_images:
     return matcher
 
 
-def fit_options(train_seed: int, title_encoder: dict, fusion_tuning: dict) -> dict:
-    """:func:`fit_matcher` keywords from a run's parameters (the profile's ``train_seed``, ``title_encoder``
-    and ``fusion_tuning``), so ``make fit`` and 07 fit the same matcher."""
-    return dict(title_model=TitleModelConfig(seed=train_seed, **title_encoder), seed=train_seed, **fusion_tuning)
+def fit_options(train_seed: int, title_encoder: dict, fusion_tuning: dict, fusion_grid: dict) -> dict:
+    """:func:`fit_matcher` keywords from a run's parameters (the profile's ``train_seed``, ``title_encoder``,
+    ``fusion_tuning`` and ``fusion_grid``), so ``make fit`` and 07 fit the same matcher."""
+    return dict(title_model=TitleModelConfig(seed=train_seed, **title_encoder), seed=train_seed,
+                grid=TuningGrid(**fusion_grid), **fusion_tuning)
 
 
 def options_key(fit_options: dict | None) -> str:

@@ -40,8 +40,7 @@ from .metrics import score_matches
 from .recipe import Blend, PairStep, Recipe  # noqa: F401
 from .text import TfidfConfig
 from .title_model import TitleModelConfig
-from .tuning import (PHASH_BITS, PROBABILITIES, THRESHOLDS, WEIGHT_GRID, _TuningPool, fit_matcher,  # noqa: F401
-                     tune_pair_step, tune_recipe)
+from .tuning import TuningGrid, _TuningPool, fit_matcher, tune_pair_step, tune_recipe  # noqa: F401
 
 
 ABLATION = {  # row name -> tuning options (signals missing from the pool are skipped)
@@ -64,8 +63,8 @@ ABLATION = {  # row name -> tuning options (signals missing from the pool are sk
 
 def ablation(train_df: pd.DataFrame, val_df: pd.DataFrame, *, train_images=None, val_images=None,
              title_model: TitleModelConfig | None = TitleModelConfig(), tfidf_config: TfidfConfig = TfidfConfig(),
-             tune_fraction: float = 0.4, seed: int = 0, cache_dir: str | None = None, progress: bool = True
-             ) -> tuple[pd.DataFrame, dict[str, Recipe], dict[str, list[np.ndarray]]]:
+             tune_fraction: float = 0.4, seed: int = 0, grid: TuningGrid = TuningGrid(), cache_dir: str | None = None,
+             progress: bool = True) -> tuple[pd.DataFrame, dict[str, Recipe], dict[str, list[np.ndarray]]]:
     """Each fusion step tuned on train, scored on the val pool (searched within itself).
 
     Returns the table (method | mean_f1 | mean_precision | mean_recall | fold_f1_std: the std of mean F1
@@ -74,7 +73,7 @@ def ablation(train_df: pd.DataFrame, val_df: pd.DataFrame, *, train_images=None,
     row's match sets on the val pool (for error analysis).
     """
     tuning = _TuningPool.build(train_df, train_images, tune_fraction, seed, title_model, tfidf_config, progress,
-                               cache_dir)
+                               cache_dir, grid)
     rows, recipes, predictions = [], {}, {}
     for method, options in tqdm(ABLATION.items(), desc="ablation", disable=not progress):
         concat = [s for s in options["concat"] if s in tuning.signal_names]

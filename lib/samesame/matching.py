@@ -127,7 +127,6 @@ def pair_classifier_features(signals: Signals, cands: Candidates, score: np.ndar
                          TitleTokens.from_titles(signals.titles), subset)
 
 
-FLOOR_QUANTILE = 0.002   # share of matching tuning pairs allowed below the pair classifier's fused-score floor
 
 
 def classified_pairs(score: np.ndarray, floor: float | None) -> np.ndarray:

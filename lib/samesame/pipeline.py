@@ -114,7 +114,8 @@ def fit_run(profile_name: str, run_name: str, data_dir: str | None = None, runs_
     run = Run(Path(runs_root) / run_name)
     matcher = fit_and_save(run, data_path / "train.csv", load_dataset(data_path).train,
                            use_images=p["use_images"], image_size=p["image_size"], batch_size=p["batch_size"],
-                           cache_dir=cache_dir, progress=p["progress"], fit_options=fit_options(p["train_seed"], p["title_encoder"], p["fusion_tuning"]))
+                           cache_dir=cache_dir, progress=p["progress"],
+                           fit_options=fit_options(p["train_seed"], p["title_encoder"], p["fusion_tuning"], p["fusion_grid"]))
     print(f"matcher {matcher.name} fitted in {matcher.info['fit_seconds']} s -> {matcher_path(run)}", flush=True)
     return matcher_path(run)
 

@@ -14,7 +14,7 @@ import pandas as pd
 
 from .candidates import Candidates, Signals, blend_signals, candidate_pairs, compute_signals
 from .data import split_by_group
-from .matching import (FLOOR_QUANTILE, Matcher, classified_pairs, fused_score, keep_pairs, pair_classifier_features,
+from .matching import (Matcher, classified_pairs, fused_score, keep_pairs, pair_classifier_features,
                        pair_scores, pool_candidates)
 from .metrics import Scores
 from .neighbors import MAX_MATCHES
@@ -23,15 +23,48 @@ from .recipe import Blend, PairStep, Recipe
 from .text import TfidfConfig
 from .title_model import TitleEncoder, TitleModelConfig, fitted_encoder
 
-PROBABILITIES = np.round(np.arange(0.05, 0.951, 0.01), 3)
+@dataclass(frozen=True)
+class TuningGrid:
+    """The search space :func:`fit_matcher` explores on train, and the pair classifier's settings.
+
+    It lives in the run config (``fusion_grid``) so an experiment changes it in one place.
+    """
+
+    thresholds: tuple[float, float, float] = (0.20, 0.95, 0.01)   # fused-similarity (start, stop, step)
+    weights: tuple[float, ...] = (0.0, 0.25, 0.5, 1.0)           # coordinate-search grid of concat weights
+    phash_max_bits: int = 16                                      # phash union: Hamming distances 0..max
+    probabilities: tuple[float, float, float] = (0.05, 0.95, 0.01)  # pair-classifier decision thresholds
+    blend_top: int = 8                                            # neighbours averaged by blending
+    step_folds: int = 5       # group folds an optional step (unit filter, blending, pair classifier) must win
+    pair_trees: int = 300
+    pair_learning_rate: float = 0.1
+    pair_max_leaf_nodes: int = 63
+    pair_floor_quantile: float = 0.002   # share of matching tuning pairs allowed below the classifier's score floor
+
+    @staticmethod
+    def _range(spec: Sequence[float]) -> np.ndarray:
+        start, stop, step = spec
+        return np.round(np.arange(start, stop + step / 2, step), 3)
+
+    @property
+    def threshold_values(self) -> np.ndarray:
+        return self._range(self.thresholds)
+
+    @property
+    def probability_values(self) -> np.ndarray:
+        return self._range(self.probabilities)
+
+    def pair_classifier(self, seed: int = 0) -> PairClassifier:
+        return PairClassifier(max_iter=self.pair_trees, learning_rate=self.pair_learning_rate,
+                              max_leaf_nodes=self.pair_max_leaf_nodes, seed=seed)
 
 
-def tune_pair_step(cands: Candidates, p: np.ndarray, labels: Sequence) -> PairStep:
+def tune_pair_step(cands: Candidates, p: np.ndarray, labels: Sequence, grid: TuningGrid = TuningGrid()) -> PairStep:
     """The pair classifier's decision on labelled candidates: probability threshold, then min2's looser one."""
     def f1(step: PairStep):
         return pair_scores(cands, keep_pairs(cands, step.rule(), p), labels).mean_f1
 
-    best = max((PairStep(float(t)) for t in PROBABILITIES), key=f1)
+    best = max((PairStep(float(t)) for t in grid.probability_values), key=f1)
     loose = [PairStep(best.threshold, float(m)) for m in np.round(np.arange(0.01, best.threshold, 0.02), 3)]
     return max([best] + loose, key=f1)
 
@@ -40,14 +73,8 @@ def tune_pair_step(cands: Candidates, p: np.ndarray, labels: Sequence) -> PairSt
 # ---------------------------------------------------------------- tuning on train
 
 
-THRESHOLDS = np.round(np.arange(0.20, 0.951, 0.01), 3)
-PHASH_BITS = tuple(range(0, 17))
-WEIGHT_GRID = (0.0, 0.25, 0.5, 1.0)
-STEP_FOLDS = 5   # group folds of the tuning pool an optional step (unit filter, blending, pair classifier) must win
-
-
 def tune_recipe(cands: Candidates, labels: Sequence, *, concat: Sequence[str], union_phash: bool = False,
-                min2: bool = False, unit_filter: bool = False) -> Recipe:
+                min2: bool = False, unit_filter: bool = False, grid: TuningGrid = TuningGrid()) -> Recipe:
     """Grid-search weights and thresholds of one fusion rule on labelled (train) candidates.
 
     Weights of the ``concat`` signals: coordinate search over a coarse grid (first
@@ -58,10 +85,10 @@ def tune_recipe(cands: Candidates, labels: Sequence, *, concat: Sequence[str], u
     weights = {s: (1.0 if i == 0 else 0.0) for i, s in enumerate(concat)}
     best_f1, recipe = -1.0, None
     for name in concat[1:] * 2:                      # coordinate search, two passes over the extra signals
-        for w in WEIGHT_GRID:
+        for w in grid.weights:
             trial = {**weights, name: w}
             score = fused_score(cands, trial)
-            for t in THRESHOLDS:
+            for t in grid.threshold_values:
                 r = Recipe(weights=trial, threshold=float(t), unit_filter=unit_filter)
                 f1 = pair_scores(cands, keep_pairs(cands, r, score), labels).mean_f1
                 if f1 > best_f1:
@@ -69,7 +96,8 @@ def tune_recipe(cands: Candidates, labels: Sequence, *, concat: Sequence[str], u
         weights = dict(recipe.weights)
     if recipe is None:                               # a single signal: only its threshold to tune
         score = fused_score(cands, weights)
-        recipe = max((Recipe(weights=weights, threshold=float(t), unit_filter=unit_filter) for t in THRESHOLDS),
+        recipe = max((Recipe(weights=weights, threshold=float(t), unit_filter=unit_filter)
+                      for t in grid.threshold_values),
                      key=lambda r: pair_scores(cands, keep_pairs(cands, r, score), labels).mean_f1)
     score = fused_score(cands, recipe.weights)
 
@@ -79,9 +107,9 @@ def tune_recipe(cands: Candidates, labels: Sequence, *, concat: Sequence[str], u
         recipe = variants[max(scored)[1]]
 
     if union_phash:
-        _try([recipe.replace(union={"phash": 1.0 - b / 32.0}) for b in PHASH_BITS] + [recipe])
+        _try([recipe.replace(union={"phash": 1.0 - b / 32.0}) for b in range(grid.phash_max_bits + 1)] + [recipe])
         # re-tune the fused threshold now that phash catches some pairs
-        _try([recipe.replace(threshold=float(t)) for t in THRESHOLDS])
+        _try([recipe.replace(threshold=float(t)) for t in grid.threshold_values])
     if min2:
         _try([recipe.replace(min2=float(t)) for t in np.round(np.arange(0.0, recipe.threshold, 0.02), 3)])
     return recipe
@@ -90,7 +118,8 @@ def tune_recipe(cands: Candidates, labels: Sequence, *, concat: Sequence[str], u
 def fit_matcher(train_df: pd.DataFrame, *, image_embeddings=None, tune_fraction: float = 0.4, seed: int = 0,
                 title_model: TitleModelConfig | None = TitleModelConfig(), tfidf_config: TfidfConfig = TfidfConfig(),
                 union_phash: bool = True, min2: bool = True, unit_filter: bool | None = None, blend: bool = True,
-                pair_classifier: bool | None = None, cache_dir: str | None = None, progress: bool = True) -> Matcher:
+                pair_classifier: bool | None = None, grid: TuningGrid = TuningGrid(), cache_dir: str | None = None,
+                progress: bool = True) -> Matcher:
     """Train the title encoder and tune the whole recipe on train listings only.
 
     Train groups are split in two: the encoder learns from one part, the recipe is
@@ -103,7 +132,7 @@ def fit_matcher(train_df: pd.DataFrame, *, image_embeddings=None, tune_fraction:
     An optional step is kept only when it wins on the mean and in most group folds (:meth:`_TuningPool.wins`).
     """
     tuning = _TuningPool.build(train_df, image_embeddings, tune_fraction, seed, title_model, tfidf_config, progress,
-                               cache_dir)
+                               cache_dir, grid)
     recipe = tuning.tune(concat=tuning.signal_names, union_phash=union_phash, min2=min2,
                          unit_filter=unit_filter, blend=blend)
     recipe, classifier = tuning.add_pair_classifier(recipe, pair_classifier, progress)
@@ -118,9 +147,12 @@ class _TuningPool:
     signals: Signals
     cands: Candidates
     labels: np.ndarray
+    grid: TuningGrid = TuningGrid()
+    seed: int = 0
 
     @classmethod
-    def build(cls, train_df, image_embeddings, tune_fraction, seed, title_model, tfidf_config, progress, cache_dir=None):
+    def build(cls, train_df, image_embeddings, tune_fraction, seed, title_model, tfidf_config, progress, cache_dir=None,
+              grid: TuningGrid = TuningGrid()):
         # seed + 1: the outer train/val split may have used ``seed`` itself, which would put no group in tune_part
         fit_part, tune_part = split_by_group(train_df, test_fraction=tune_fraction, seed=seed + 1)
         if tune_part.empty or fit_part.empty:
@@ -130,7 +162,8 @@ class _TuningPool:
         encoder = (fitted_encoder(fit_part["title"], fit_part["label_group"], title_model, cache_dir, progress)
                    if title_model else None)
         signals = compute_signals(tune_part, encoder, tfidf_config, _subset_images(image_embeddings, tune_rows))
-        return cls(encoder, signals, candidate_pairs(signals, MAX_MATCHES, progress), tune_part["label_group"].to_numpy())
+        return cls(encoder, signals, candidate_pairs(signals, MAX_MATCHES, progress), tune_part["label_group"].to_numpy(),
+                   grid, seed)
 
     @property
     def signal_names(self) -> list[str]:
@@ -144,9 +177,10 @@ class _TuningPool:
 
     def wins(self, new: Scores, old: Scores) -> bool:
         """Keep an optional step only when it beats going without on the mean **and** in most of
-        STEP_FOLDS folds of the pool's label groups: a step that wins on one lucky subset of groups
-        is noise, and it costs on an unseen pool."""
-        gains = new.fold_f1(self.labels, STEP_FOLDS) - old.fold_f1(self.labels, STEP_FOLDS)
+        ``grid.step_folds`` folds of the pool's label groups: a step that wins on one lucky subset of
+        groups is noise, and it costs on an unseen pool."""
+        k = self.grid.step_folds
+        gains = new.fold_f1(self.labels, k, self.seed) - old.fold_f1(self.labels, k, self.seed)
         return new.mean_f1 > old.mean_f1 and int(np.sum(gains > 0)) > len(gains) // 2
 
     def tune(self, *, concat: Sequence[str], union_phash: bool = False, min2: bool = False,
@@ -156,7 +190,7 @@ class _TuningPool:
 
         def _tuned(cands):
             options = [tune_recipe(cands, self.labels, concat=concat, union_phash=union_phash, min2=min2,
-                                   unit_filter=u) for u in filters]
+                                   unit_filter=u, grid=self.grid) for u in filters]
             chosen = options[0]
             for other in options[1:]:        # the unit filter, when optional, must win across group folds
                 if self.wins(self.scores(cands, other), self.scores(cands, chosen)):
@@ -169,7 +203,7 @@ class _TuningPool:
         score = fused_score(self.cands, recipe.weights)
         best, best_scores = recipe, self.scores(self.cands, recipe)
         for t in (recipe.threshold, recipe.threshold + 0.1):
-            step = Blend(dict(recipe.weights), float(t), 8)
+            step = Blend(dict(recipe.weights), float(t), self.grid.blend_top)
             b_cands = candidate_pairs(blend_signals(self.signals, self.cands, score, t, step.top))
             r = _tuned(b_cands).replace(blend=step)
             if self.wins(self.scores(b_cands, r), best_scores):
@@ -190,15 +224,15 @@ class _TuningPool:
         codes = codes.ravel()
         same = codes[cands.rows] == codes[cands.cols]
         # pairs far below every matching pair's fused score are left out (p = 0): most candidates, few matches
-        floor = float(np.quantile(score[same], FLOOR_QUANTILE)) if same.any() else None
+        floor = float(np.quantile(score[same], self.grid.pair_floor_quantile)) if same.any() else None
         sub = classified_pairs(score, floor)
         x, names = pair_classifier_features(signals, cands, score, sub)
-        clf = PairClassifier()
+        clf = self.grid.pair_classifier(self.seed)
         folds = np.minimum(codes[cands.rows], codes[cands.cols])[sub]       # (i, j) and (j, i) share a fold
         p = np.zeros(len(score), dtype=np.float32)
         p[sub] = clf.out_of_fold(x, same[sub], folds, progress=progress)
         p = symmetric_probability(p, cands.rows, cands.cols, cands.n)
-        step = tune_pair_step(cands, p, self.labels).replace(floor=floor)
+        step = tune_pair_step(cands, p, self.labels, self.grid).replace(floor=floor)
         if wanted is None and not self.wins(self.scores(cands, step.rule(), p), self.scores(cands, recipe, score)):
             return recipe, None
         return recipe.replace(pair_classifier=step), clf.fit(x, same[sub], names)
