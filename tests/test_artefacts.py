@@ -22,19 +22,23 @@ def test_missing_artefact_names_the_make_target(tmp_path):
                                                    "input_size": 64}
 
 
-def test_saved_matcher_is_reused_only_for_the_same_train_csv_and_image_model(tmp_path):
+def test_saved_matcher_is_reused_only_for_the_same_train_csv_image_model_and_fit_options(tmp_path):
     train_csv = tmp_path / "train.csv"
     train_csv.write_text("posting_id,title\na,x\n")
     folder = tmp_path / "matcher"
     assert not artefacts.saved_matcher_fits(folder, train_csv, None)
     folder.mkdir()
     spec = {"kind": "pretrained", "backbone": "efficientnet_lite0", "input_size": None}
-    info = {"train_sha256": artefacts.file_sha256(train_csv), "image_model": spec}
+    options = artefacts.fit_options(0, {"epochs": 1}, {"min2": True}, {"step_folds": 3})
+    info = {"train_sha256": artefacts.file_sha256(train_csv), "image_model": spec,
+            "fit_options": artefacts.options_key(options)}
     (folder / "matcher.json").write_text(json.dumps({"info": info}))
-    assert artefacts.saved_matcher_fits(folder, train_csv, spec)
-    assert not artefacts.saved_matcher_fits(folder, train_csv, None)
+    assert artefacts.saved_matcher_fits(folder, train_csv, spec, options)
+    assert not artefacts.saved_matcher_fits(folder, train_csv, None, options)
+    other = artefacts.fit_options(0, {"epochs": 2}, {"min2": True}, {"step_folds": 3})   # another title model
+    assert not artefacts.saved_matcher_fits(folder, train_csv, spec, other)
     train_csv.write_text("posting_id,title\na,y\n")
-    assert not artefacts.saved_matcher_fits(folder, train_csv, spec)
+    assert not artefacts.saved_matcher_fits(folder, train_csv, spec, options)
 
 
 def test_image_models_and_finetune_no_longer_import_each_other():
