@@ -63,12 +63,27 @@ def keep_pairs(cands: Candidates, recipe: Recipe | dict, score: np.ndarray | Non
 def _min2_pairs(cands: Candidates, score: np.ndarray, keep: np.ndarray, loose: float) -> np.ndarray:
     """For listings with no match but themselves, their best-scoring candidate if it is >= ``loose``."""
     alone = np.bincount(cands.rows[keep], minlength=cands.n) == 0
-    order = np.lexsort((-score, cands.rows))             # per row, best score first
-    first = order[np.r_[True, cands.rows[order][1:] != cands.rows[order][:-1]]]
+    first = _best_per_row(cands.rows, score)
     add = np.zeros(len(score), dtype=bool)
     chosen = first[alone[cands.rows[first]] & (score[first] >= loose)]
     add[chosen] = True
     return add
+
+
+def _best_per_row(rows: np.ndarray, score: np.ndarray) -> np.ndarray:
+    """Position of each row's best-scoring pair (the first one on ties), one per row that has pairs.
+
+    Candidate pairs come sorted by row, so this is two O(pairs) reductions; the tuning grids call it
+    hundreds of times (a lexsort per call took most of fit_matcher's time)."""
+    if len(rows) == 0:
+        return np.zeros(0, dtype=np.int64)
+    if np.any(rows[1:] < rows[:-1]):                          # unsorted (hand-made pairs): the general way
+        order = np.lexsort((-score, rows))
+        return order[np.r_[True, rows[order][1:] != rows[order][:-1]]]
+    starts = np.flatnonzero(np.r_[True, rows[1:] != rows[:-1]])
+    best = np.maximum.reduceat(score, starts)
+    pos = np.where(score == np.repeat(best, np.diff(np.r_[starts, len(rows)])), np.arange(len(rows)), len(rows))
+    return np.minimum.reduceat(pos, starts)
 
 
 def matches_from_pairs(cands: Candidates, keep: np.ndarray, score: np.ndarray,
@@ -83,12 +98,23 @@ def matches_from_pairs(cands: Candidates, keep: np.ndarray, score: np.ndarray,
 
 def pair_scores(cands: Candidates, keep: np.ndarray, labels: Sequence):
     """Mean F1/precision/recall of a pair mask (self counted), without building match lists."""
-    _, codes, counts = np.unique(np.asarray(labels), return_inverse=True, return_counts=True)
-    codes = codes.ravel()
-    same = codes[cands.rows] == codes[cands.cols]
+    sizes, same = _label_pairs(cands, labels)
     n_pred = 1 + np.bincount(cands.rows[keep], minlength=cands.n)
     n_hit = 1 + np.bincount(cands.rows[keep & same], minlength=cands.n)
-    return scores_from_counts(n_pred, counts[codes], n_hit)
+    return scores_from_counts(n_pred, sizes, n_hit)
+
+
+def _label_pairs(cands: Candidates, labels: Sequence) -> tuple[np.ndarray, np.ndarray]:
+    """(group size per listing, same-group flag per pair), cached on ``cands`` for the same labels
+    (the tuning grids score thousands of masks on one candidate set)."""
+    labels = np.asarray(labels)
+    cache = cands.__dict__.setdefault("_label_cache", {})
+    hit = cache.get("labels")
+    if hit is None or hit[0] is not labels and not np.array_equal(hit[0], labels):
+        _, codes, counts = np.unique(labels, return_inverse=True, return_counts=True)
+        codes = codes.ravel()
+        cache["labels"] = (labels, counts[codes], codes[cands.rows] == codes[cands.cols])
+    return cache["labels"][1], cache["labels"][2]
 
 
 
