@@ -10,6 +10,7 @@
 (c) ``samesame.fusion.Matcher.predict`` (titles + phash, pair classifier included) on a
     pool the size of the Kaggle hidden test (70,000 listings) -> ``match_70k_seconds`` (goal <= 120);
 (c') ``samesame.fusion.fit_matcher`` on a 34,250-listing synthetic train table -> ``fit_34k_seconds`` (goal <= 300);
+    both without the title transformer, whose throughput (e) is measured on its own: ``title_model``;
 (d) peak RSS and the machine. Prints and writes JSON; asserts nothing.
 
 On a shared machine wall-clock ratios are noisy; ``embed_pipeline_vs_model_cpu``
@@ -174,12 +175,13 @@ def _with_peak_rss(fn, *args) -> dict:
 def bench_matching(n_listings: int, fit_groups: int = 1500) -> dict:
     """Seconds of Matcher.predict on ``n_listings`` synthetic listings with the full recipe (blend, phash union,
     min2, pair classifier; fit on ``fit_groups`` other synthetic groups, then saved and loaded as 07 does;
-    image embeddings excluded, as in 07 on csv-only data). Mean F1 is against the synthetic groups."""
+    image embeddings excluded, as in 07 on csv-only data). The title transformer is left out here and timed
+    by :func:`bench_title_model` (on a CPU it dominates). Mean F1 is against the synthetic groups."""
     from samesame.fusion import Matcher, fit_matcher
     from samesame.metrics import score_matches
 
     train = synthetic_listings(fit_groups, seed=1)
-    matcher = fit_matcher(train, pair_classifier=True, progress=False)
+    matcher = fit_matcher(train, title_model=None, pair_classifier=True, progress=False)
     with tempfile.TemporaryDirectory(prefix="samesame-bench-") as tmp:
         matcher = Matcher.load(matcher.save(Path(tmp) / "matcher"))
     pool = synthetic_listings(max(1, int(n_listings / 3.1)), seed=2)     # ~3.1 listings per group
@@ -193,15 +195,41 @@ def bench_matching(n_listings: int, fit_groups: int = 1500) -> dict:
 
 
 def bench_fit(n_listings: int) -> dict:
-    """Seconds of fit_matcher as 07 / `make fit` run it (title encoder, tuned recipe, pair classifier when it
-    wins) on a synthetic train table of ``n_listings`` (train.csv has 34,250), images excluded."""
+    """Seconds of fit_matcher as 07 / `make fit` run it (tuned recipe, pair classifier when it wins) on a
+    synthetic train table of ``n_listings`` (train.csv has 34,250); images and the title transformer excluded
+    (see :func:`bench_title_model`)."""
     from samesame.fusion import fit_matcher
 
     train = synthetic_listings(max(1, int(n_listings / 3.1)), seed=3)
     start, cpu = time.perf_counter(), _cpu_seconds()
-    matcher = fit_matcher(train, progress=False)
+    matcher = fit_matcher(train, title_model=None, progress=False)
     return {"n_listings": len(train), "method": matcher.name, "fit_s": time.perf_counter() - start,
             "fit_cpu_s": _cpu_seconds() - cpu}
+
+
+def bench_title_model(n_titles: int = 2000, epochs: int = 1) -> dict:
+    """Throughput of the e5 title transformer (default config) on synthetic titles: embedding, and training
+    (frozen-layer cache + epochs), in titles per second; the seconds it adds to a 70k match and a 34k fit
+    (whose encoder learns from 60% of the train groups) follow by proportion."""
+    from samesame.title_model import TitleEncoder, TitleModelConfig
+
+    pool = synthetic_listings(max(1, int(n_titles / 3.1)), seed=4)
+    titles, labels = pool["title"].tolist(), pool["label_group"].to_numpy()
+    config = TitleModelConfig()
+    start = time.perf_counter()
+    TitleEncoder(config).embed(titles)
+    embed_per_s = len(titles) / (time.perf_counter() - start)
+    encoder = TitleEncoder(TitleModelConfig(epochs=epochs))
+    start = time.perf_counter()
+    encoder.fit(titles, labels, progress=False)
+    fit_s = time.perf_counter() - start
+    epoch_per_s = len(titles) / float(np.mean(encoder.epoch_seconds))
+    cache_per_s = len(titles) / max(1e-9, fit_s - sum(encoder.epoch_seconds))
+    fit_titles = 0.6 * 34250
+    return {"n_titles": len(titles), "embed_titles_per_s": embed_per_s, "train_titles_per_s_per_epoch": epoch_per_s,
+            "adds_to_match_70k_s": 70000 / embed_per_s,
+            "adds_to_fit_34k_s": fit_titles / cache_per_s + config.epochs * fit_titles / epoch_per_s
+            + 0.4 * 34250 / embed_per_s}
 
 
 def machine() -> dict:
@@ -234,6 +262,7 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--knn-dim", type=int, default=1280)
     parser.add_argument("--match-n", type=int, default=70000, help="listings in the matching benchmark (0: skip)")
     parser.add_argument("--fit-n", type=int, default=34250, help="train listings in the fit benchmark (0: skip)")
+    parser.add_argument("--title-n", type=int, default=2000, help="titles in the title-transformer benchmark (0: skip)")
     parser.add_argument("--matching-only", dest="skip_pipeline", action="store_true",
                         help="skip the embedding and kNN benchmarks (matching and fit only)")
     parser.add_argument("--repeats", type=int, default=2, help="best-of repeats per timing")
@@ -255,7 +284,9 @@ def main(argv: list[str] | None = None) -> dict:
         result["fit"] = _isolated(bench_fit, args.fit_n)
         result["fit_34k_seconds"] = result["fit"]["fit_s"]
         result["fit_34k_goal_s"] = 300
-    result["peak_rss_mib"] = max([peak_rss_mib()] + [result[k]["peak_rss_mib"] for k in ("matching", "fit")
+    if args.title_n:
+        result["title_model"] = _isolated(bench_title_model, args.title_n)
+    result["peak_rss_mib"] = max([peak_rss_mib()] + [result[k]["peak_rss_mib"] for k in ("matching", "fit", "title_model")
                                                       if k in result])
     result["machine"] = machine()
     args.out.parent.mkdir(parents=True, exist_ok=True)
