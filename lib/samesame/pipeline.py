@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
+import os
 import subprocess
 import sys
 import time
@@ -71,6 +72,7 @@ def run_notebooks(profile_name: str, run_name: str | None = None, data_dir: str 
     params.yaml keeps the wall time of notebooks run earlier into the same folder
     (``--only``), so a run assembled in parts still records what each notebook took.
     """
+    os.environ.setdefault("TQDM_MININTERVAL", "5")   # progress bars in the executed notebooks: one line per 5 s
     profile = load_profile(profile_name)
     data_path = resolve_data_dir(profile, data_dir)
     run = Run(Path(runs_root) / (run_name or dt.datetime.now().strftime("%Y%m%d-%H%M%S")))
