@@ -146,3 +146,14 @@ def test_saved_classifier_predicts_the_same_and_refuses_another_sklearn(tmp_path
     (tmp_path / "pc" / "pair_classifier.json").write_text(json.dumps({**meta, "sklearn": "0.0.1"}))
     with pytest.raises(RuntimeError, match="scikit-learn 0.0.1"):
         PairClassifier.load(tmp_path / "pc")
+
+
+def test_features_of_a_subset_equal_those_rows_of_all_features():
+    cands, labels = _crowded_pairs()
+    sims = {**cands.sims, "fused": cands.sims["tfidf"]}
+    tokens = TitleTokens.from_titles([f"item {i % 7} size {i % 3}" for i in range(cands.n)])
+    full, names = pair_features(cands.rows, cands.cols, cands.n, sims, cands.conflict, tokens)
+    subset = np.flatnonzero(cands.sims["tfidf"] >= np.median(cands.sims["tfidf"]))
+    part, part_names = pair_features(cands.rows, cands.cols, cands.n, sims, cands.conflict, tokens, subset)
+    assert part_names == names
+    np.testing.assert_array_equal(part, full[subset])
