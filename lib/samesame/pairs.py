@@ -24,9 +24,11 @@ from typing import Sequence
 import numpy as np
 import scipy.sparse as sp
 from sklearn.ensemble import HistGradientBoostingClassifier
-from sklearn.feature_extraction.text import CountVectorizer, TfidfVectorizer
+from sklearn.feature_extraction.text import CountVectorizer
 from sklearn.model_selection import GroupKFold
 from tqdm.auto import tqdm
+
+from .text import char_tfidf
 
 DENSITY_LEVELS = (0.4, 0.6, 0.8)   # fused-score levels whose neighbour counts describe a listing's crowd
 NEIGHBOURHOOD_TOP = 16             # neighbours per listing in its neighbourhood profile
@@ -85,7 +87,7 @@ class TitleTokens:
     @classmethod
     def from_titles(cls, normalized: Sequence[str]) -> "TitleTokens":
         docs = [t if t else "_" for t in normalized]      # empty titles still get a row
-        chars = TfidfVectorizer(analyzer="char_wb", ngram_range=(2, 4), binary=True, dtype=np.float32).fit_transform(docs)
+        chars = char_tfidf(docs)
         _, title_id = np.unique(np.asarray(docs, dtype=object), return_inverse=True)
         return cls(_token_presence(docs, r"\S+"), _token_presence(docs, r"(?<!\S)\d+(?:\.\d+)?(?!\S)"),
                    sp.csr_matrix(chars), title_id.ravel())

@@ -94,6 +94,12 @@ def tfidf_embeddings(titles: Sequence[str], config: TfidfConfig = TfidfConfig())
     return _stack_parts([v.fit_transform(docs) for v in vectorizers.values()], vectorizers, config)
 
 
+def char_tfidf(normalized: Sequence[str]) -> sp.csr_matrix:
+    """Unit-length char 2-4-gram TF-IDF of already normalised titles (robust to typos and glued words);
+    the same builder as the char part of :func:`tfidf_embeddings`, fit on these titles."""
+    return _tfidf_vectorizers(TfidfConfig(word_weight=0.0, char_weight=1.0))["char"].fit_transform(normalized)
+
+
 def _tfidf_vectorizers(config: TfidfConfig) -> dict[str, TfidfVectorizer]:
     parts = {}
     if config.word_weight > 0:
