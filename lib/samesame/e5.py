@@ -201,12 +201,3 @@ class E5Tokenizer:
             out.append(idx)
             j = i
         return tuple(reversed(out))
-
-    def batch(self, texts: Sequence[str], max_len: int, prefix: str = QUERY_PREFIX) -> tuple[np.ndarray, np.ndarray]:
-        """``<s> content </s>`` ids padded to the batch's longest (at most ``max_len``), and lengths."""
-        seqs = [[self.bos, *self.encode(t, prefix)[:max_len - 2], self.eos] for t in texts]
-        lengths = np.array([len(s) for s in seqs], dtype=np.int32)
-        ids = np.zeros((len(seqs), int(lengths.max(initial=2))), dtype=np.int32)
-        for row, s in enumerate(seqs):
-            ids[row, :len(s)] = s
-        return ids, lengths
