@@ -181,6 +181,10 @@ class _Tokens:
     def lengths(self) -> np.ndarray:
         return np.diff(self.offsets)
 
+    def positions(self, rows: np.ndarray) -> np.ndarray:
+        """Flat token positions of ``rows``, in row order (where their tokens sit in ``ids``)."""
+        return np.concatenate([np.arange(self.offsets[r], self.offsets[r + 1]) for r in rows])
+
     def padded(self, rows: np.ndarray, values: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
         """``values`` (ids if None) of ``rows`` padded to the longest, rounded up to PAD_TO; and the mask."""
         values = self.ids if values is None else values
@@ -188,7 +192,7 @@ class _Tokens:
         width = int(-(-lengths.max() // PAD_TO) * PAD_TO)
         mask = (np.arange(width)[None, :] < lengths[:, None])
         out = np.zeros((len(rows), width, *values.shape[1:]), dtype=values.dtype)
-        out[mask] = values[np.concatenate([np.arange(self.offsets[r], self.offsets[r + 1]) for r in rows])]
+        out[mask] = values[self.positions(rows)]
         return out, mask.astype(np.float32)
 
 
@@ -246,8 +250,7 @@ class TitleEncoder:
         for rows in tqdm(batches, desc=desc, disable=not progress):
             words, mask = tokens.padded(rows, vectors)
             out = np.asarray(self.lower.predict_on_batch([words, mask]))
-            states[np.concatenate([np.arange(tokens.offsets[r], tokens.offsets[r + 1]) for r in rows])] = \
-                out[mask.astype(bool)]
+            states[tokens.positions(rows)] = out[mask.astype(bool)]
         return states
 
     def embed(self, titles: Sequence[str], batch_size: int = 256, progress: bool = False) -> np.ndarray:
@@ -261,12 +264,16 @@ class TitleEncoder:
         if new:
             tokens = self.tokens(new)
             states = self._lower_states(tokens, batch_size, progress, "title states")
-            out = np.empty((len(new), self.weights.config.hidden), dtype=np.float32)
-            for rows in _length_batches(tokens.lengths, batch_size):
-                out[rows] = np.asarray(self.upper.predict_on_batch(list(tokens.padded(rows, states))))
-            self._memo.update(zip(new, l2_normalize(out)))
+            self._memo.update(zip(new, l2_normalize(self._pooled(tokens, states, batch_size))))
         return np.stack([self._memo[t] for t in titles]) if titles else np.zeros((0, self.weights.config.hidden),
                                                                                    dtype=np.float32)
+
+    def _pooled(self, tokens: _Tokens, states: np.ndarray, batch_size: int) -> np.ndarray:
+        """The top layers + mean pooling over cached frozen-layer states: one (unnormalised) vector per title."""
+        out = np.empty((len(tokens.lengths), self.weights.config.hidden), dtype=np.float32)
+        for rows in _length_batches(tokens.lengths, batch_size):
+            out[rows] = np.asarray(self.upper.predict_on_batch(list(tokens.padded(rows, states))))
+        return out
 
     def fit(self, titles: Sequence[str], labels: Sequence, progress: bool = True) -> "TitleEncoder":
         """Train the top layers with ArcFace on titles with their label_group (train groups only)."""
@@ -299,9 +306,7 @@ class TitleEncoder:
         """upper + ArcFace, class centres initialised at each group's mean pretrained embedding."""
         cfg = self.config
         n_classes = int(y.max()) + 1
-        pooled = np.empty((len(y), self.weights.config.hidden), dtype=np.float32)
-        for rows in _length_batches(tokens.lengths, 256):
-            pooled[rows] = np.asarray(self.upper.predict_on_batch(list(tokens.padded(rows, states))))
+        pooled = self._pooled(tokens, states, 256)
         centres = np.zeros((n_classes, pooled.shape[1]), dtype=np.float32)
         np.add.at(centres, y, l2_normalize(pooled))
         states_in = keras.Input((None, pooled.shape[1]))
