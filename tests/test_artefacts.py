@@ -22,7 +22,7 @@ def test_missing_artefact_names_the_make_target(tmp_path):
                                                    "input_size": 64}
 
 
-def test_saved_matcher_is_reused_only_for_the_same_train_csv_image_model_and_fit_options(tmp_path):
+def test_saved_matcher_is_reused_only_for_the_same_format_train_csv_image_model_and_fit_options(tmp_path):
     train_csv = tmp_path / "train.csv"
     train_csv.write_text("posting_id,title\na,x\n")
     folder = tmp_path / "matcher"
@@ -32,7 +32,9 @@ def test_saved_matcher_is_reused_only_for_the_same_train_csv_image_model_and_fit
     options = artefacts.fit_options(0, {"epochs": 1}, {"min2": True}, {"step_folds": 3})
     info = {"train_sha256": artefacts.file_sha256(train_csv), "image_model": spec,
             "fit_options": artefacts.options_key(options)}
-    (folder / "matcher.json").write_text(json.dumps({"info": info}))
+    (folder / "matcher.json").write_text(json.dumps({"format": 1, "info": info}))
+    assert not artefacts.saved_matcher_fits(folder, train_csv, spec, options)      # an older format: refit
+    (folder / "matcher.json").write_text(json.dumps({"format": artefacts.MATCHER_FORMAT, "info": info}))
     assert artefacts.saved_matcher_fits(folder, train_csv, spec, options)
     assert not artefacts.saved_matcher_fits(folder, train_csv, None, options)
     other = artefacts.fit_options(0, {"epochs": 2}, {"min2": True}, {"step_folds": 3})   # another title model

@@ -64,16 +64,10 @@ def test_symmetric_probability_averages_both_directions():
     assert symmetric_probability(np.array([0.2, 0.6]), rows, cols, 2).tolist() == pytest.approx([0.4, 0.4])
 
 
-def test_classifier_refuses_other_features_and_use_before_fit():
+def test_classifier_refuses_pairs_of_one_kind_only():
     x = np.array([[0.0], [1.0], [0.1], [0.9]], dtype=np.float32)
-    clf = PairClassifier(max_iter=5).fit(x, np.array([0, 1, 0, 1]), ["a"])
-    assert clf.predict_proba(x, ["a"]).shape == (4,)
-    with pytest.raises(ValueError, match="differ from the trained"):
-        clf.predict_proba(x, ["b"])
-    with pytest.raises(RuntimeError, match="fit"):
-        PairClassifier().predict_proba(x, ["a"])
     with pytest.raises(ValueError, match="both matching and non-matching"):
-        PairClassifier().fit(x, np.ones(4, bool), ["a"])
+        PairClassifier().out_of_fold(x, np.ones(4, bool), np.arange(4), ["a"])
 
 
 def _crowded_pairs(seed=0, n_pairs=150, decoys=4):
@@ -111,7 +105,7 @@ def test_classifier_beats_the_threshold_rule_when_a_pool_relative_feature_matter
                              cands.conflict, TitleTokens.from_titles(["x"] * cands.n))
     same = labels[cands.rows] == labels[cands.cols]
     folds = np.minimum(labels[cands.rows], labels[cands.cols])
-    p = symmetric_probability(PairClassifier(max_iter=50).out_of_fold(x, same, folds), cands.rows, cands.cols,
+    p = symmetric_probability(PairClassifier(max_iter=50).out_of_fold(x, same, folds, names), cands.rows, cands.cols,
                               cands.n)
     step = tune_pair_step(cands, p, labels)
     pair_f1 = pair_scores(cands, keep_pairs(cands, step.rule(), p), labels).mean_f1
@@ -125,9 +119,27 @@ def test_a_feature_missing_on_every_pair_does_not_break_training():
     rng = np.random.default_rng(0)
     x = np.column_stack([rng.normal(size=200), np.full(200, np.nan)])
     same = (x[:, 0] > 0).astype(int)
-    clf = PairClassifier(max_iter=20).fit(x, same, ["sim", "image"])
+    clf = PairClassifier(max_iter=20)
+    assert clf.out_of_fold(x, same, np.arange(200) % 10, ["sim", "image"]).shape == (200,)
     assert clf.predict_proba(x, ["sim", "image"])[same == 1].mean() > 0.5
-    assert clf.out_of_fold(x, same, np.arange(200) % 10).shape == (200,)
+
+
+def test_classifier_predicts_with_the_mean_of_its_fold_models_which_match_the_out_of_fold_probabilities():
+    rng = np.random.default_rng(1)
+    x = rng.normal(size=(600, 2)).astype(np.float32)
+    same = (x[:, 0] + 0.5 * rng.normal(size=600) > 0).astype(int)
+    groups = np.arange(600) % 30
+    clf = PairClassifier(max_iter=30)
+    oof = clf.out_of_fold(x, same, groups, ["a", "b"], folds=3)
+    each = clf.predict_each(x, ["a", "b"])
+    assert len(each) == 3
+    np.testing.assert_allclose(clf.predict_proba(x, ["a", "b"]), np.mean(each, axis=0), rtol=1e-6)
+    # each pair's out-of-fold probability is exactly one fold model's prediction (the one that never saw it)
+    assert np.all(np.isclose(np.stack(each), oof[None, :], atol=1e-6).sum(0) >= 1)
+    with pytest.raises(ValueError, match="differ from the trained"):
+        clf.predict_proba(x, ["b", "a"])
+    with pytest.raises(RuntimeError, match="before out_of_fold"):
+        PairClassifier().predict_proba(x, ["a", "b"])
 
 
 def test_saved_classifier_predicts_the_same_and_refuses_another_sklearn(tmp_path):
@@ -138,9 +150,10 @@ def test_saved_classifier_predicts_the_same_and_refuses_another_sklearn(tmp_path
     rng = np.random.default_rng(0)
     x = rng.normal(size=(300, 3)).astype(np.float32)
     same = (x[:, 0] + 0.3 * x[:, 1] > 0).astype(int)
-    clf = PairClassifier(max_iter=20).fit(x, same, ["a", "b", "c"])
+    clf = PairClassifier(max_iter=20)
+    clf.out_of_fold(x, same, np.arange(300) % 6, ["a", "b", "c"])
     loaded = PairClassifier.load(clf.save(tmp_path / "pc"))
-    assert loaded.feature_names == ["a", "b", "c"] and loaded.max_iter == 20
+    assert loaded.feature_names == ["a", "b", "c"] and loaded.max_iter == 20 and len(loaded.models) == 3
     np.testing.assert_array_equal(loaded.predict_proba(x, ["a", "b", "c"]), clf.predict_proba(x, ["a", "b", "c"]))
     meta = json.loads((tmp_path / "pc" / "pair_classifier.json").read_text())
     (tmp_path / "pc" / "pair_classifier.json").write_text(json.dumps({**meta, "sklearn": "0.0.1"}))

@@ -45,6 +45,21 @@ def test_fine_tuning_lowers_the_loss_and_separates_groups(trained):
     assert _neighbour_accuracy(after, labels) > _neighbour_accuracy(before, labels)
 
 
+def test_a_fitted_encoder_centres_its_embeddings_on_its_training_titles(trained):
+    encoder, titles, _, _ = trained
+    assert encoder.centre.shape == (384,)
+    centre, encoder.centre = encoder.centre, None
+    try:
+        units = encoder.embed(titles)
+    finally:
+        encoder.centre = centre
+    np.testing.assert_allclose(centre, units.mean(0), atol=1e-5)          # the mean of its training titles
+    centred = encoder.embed(titles)
+    expected = (units - centre) / np.linalg.norm(units - centre, axis=1, keepdims=True)
+    np.testing.assert_allclose(centred, expected, atol=1e-5)
+    assert abs(float(centred.mean(0) @ units.mean(0))) < abs(float(units.mean(0) @ units.mean(0)))
+
+
 def test_save_load_round_trip_gives_identical_embeddings(trained, tmp_path):
     encoder, titles, _, _ = trained
     encoder.save(tmp_path / "title")
@@ -80,4 +95,19 @@ def test_fitted_encoder_trains_once_then_loads_from_the_cache(tmp_path, monkeypa
     monkeypatch.setattr(TitleEncoder, "fit", lambda *a, **k: pytest.fail("trained again despite the cache"))
     again = fitted_encoder(titles, labels, cfg, tmp_path, progress=False)
     assert again.history == first.history and len(again.epoch_seconds) == 1
+    np.testing.assert_allclose(again.centre, first.centre, atol=1e-7)
     np.testing.assert_allclose(again.embed(titles[:4]), first.embed(titles[:4]), atol=1e-6)
+
+
+def test_a_cached_encoder_saved_without_a_centre_gets_it_from_its_training_titles(tmp_path, monkeypatch):
+    import json
+
+    titles, labels = _toy_groups(np.random.default_rng(4), n_groups=6, per_group=3)
+    cfg = TitleModelConfig(train_layers=1, epochs=1, batch_size=8)
+    first = fitted_encoder(titles, labels, cfg, tmp_path, progress=False)
+    (training,) = tmp_path.glob("title-e5-*/training.json")
+    training.write_text(json.dumps({**json.loads(training.read_text()), "centre": None}))
+    monkeypatch.setattr(TitleEncoder, "fit", lambda *a, **k: pytest.fail("trained again despite the cache"))
+    again = fitted_encoder(titles, labels, cfg, tmp_path, progress=False)
+    np.testing.assert_allclose(again.centre, first.centre, atol=1e-5)
+    assert json.loads(training.read_text())["centre"] is not None          # saved back to the cache

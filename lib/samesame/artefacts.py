@@ -31,7 +31,7 @@ import pandas as pd
 from .backbones import Backbone, load_backbone
 from .embed import embed_images
 from .finetune import SUMMARY_FILE, backbone_from_embedder, finetuned_spec, load_finetuned
-from .fusion import Matcher, fit_matcher
+from .fusion import MATCHER_FORMAT, Matcher, fit_matcher
 from .image_models import ImageSignal, embed_splits
 from .title_model import TitleModelConfig
 from .tuning import TuningGrid
@@ -176,13 +176,15 @@ def options_key(fit_options: dict | None) -> str:
 
 def saved_matcher_fits(folder: str | Path, train_csv: str | Path, image_spec: dict | None,
                        fit_options: dict | None = None) -> bool:
-    """Whether ``folder`` holds a matcher fitted on this train.csv (same bytes) with this image model and options."""
+    """Whether ``folder`` holds a matcher fitted on this train.csv (same bytes) with this image model and options,
+    saved in the format this samesame reads (an older one is refitted, not loaded)."""
     meta = Path(folder) / "matcher.json"
     if not meta.exists():
         return False
-    info = json.loads(meta.read_text()).get("info", {})
-    return (info.get("train_sha256") == file_sha256(train_csv) and info.get("image_model") == image_spec
-            and info.get("fit_options") == options_key(fit_options))
+    saved = json.loads(meta.read_text())
+    info = saved.get("info", {})
+    return (saved.get("format") == MATCHER_FORMAT and info.get("train_sha256") == file_sha256(train_csv)
+            and info.get("image_model") == image_spec and info.get("fit_options") == options_key(fit_options))
 
 
 def matcher_for(run, train_csv: str | Path, train: pd.DataFrame, *, use_images: bool = True,

@@ -163,7 +163,7 @@ def classified_pairs(score: np.ndarray, floor: float | None) -> np.ndarray:
 
 # ---------------------------------------------------------------- the matcher
 
-MATCHER_FORMAT = 1
+MATCHER_FORMAT = 2      # 2: the pair classifier keeps its fold models (models.joblib)
 
 
 @dataclass

@@ -232,6 +232,7 @@ class TitleEncoder:
         load_pretrained(self.weights, self.lower, self.upper)
         self.history: list[float] = []
         self.epoch_seconds: list[float] = []
+        self.centre: np.ndarray | None = None   # mean unit embedding of the training titles (set by fit)
         self._memo: dict[str, np.ndarray] = {}
 
     def tokens(self, titles: Sequence[str]) -> _Tokens:
@@ -256,6 +257,10 @@ class TitleEncoder:
     def embed(self, titles: Sequence[str], batch_size: int = 256, progress: bool = False) -> np.ndarray:
         """Unit-length float32 embeddings (n, 384) of any titles, in input order.
 
+        A fitted encoder subtracts its :attr:`centre` before normalising: every title
+        embedding shares a large common direction (cosine ~0.34 to the mean), which
+        inflates all similarities alike; removing it is to the transformer what IDF is to
+        word counts (title alone on the dev val pool: 0.7595 -> 0.7698 mean F1).
         Embeddings are remembered per title until the next :meth:`fit`: an ablation
         matches the same pool once per method, and the transformer is the slow part.
         """
@@ -265,8 +270,10 @@ class TitleEncoder:
             tokens = self.tokens(new)
             states = self._lower_states(tokens, batch_size, progress, "title states")
             self._memo.update(zip(new, l2_normalize(self._pooled(tokens, states, batch_size))))
-        return np.stack([self._memo[t] for t in titles]) if titles else np.zeros((0, self.weights.config.hidden),
-                                                                                   dtype=np.float32)
+        if not titles:
+            return np.zeros((0, self.weights.config.hidden), dtype=np.float32)
+        units = np.stack([self._memo[t] for t in titles])
+        return units if self.centre is None else l2_normalize(units - self.centre).astype(np.float32)
 
     def _pooled(self, tokens: _Tokens, states: np.ndarray, batch_size: int) -> np.ndarray:
         """The top layers + mean pooling over cached frozen-layer states: one (unnormalised) vector per title."""
@@ -280,6 +287,7 @@ class TitleEncoder:
         cfg = self.config
         keras.utils.set_random_seed(cfg.seed)
         self._memo.clear()
+        self.centre = None
         if cfg.epochs == 0 or cfg.train_layers == 0:
             return self
         _, y = np.unique(np.asarray(labels), return_inverse=True)
@@ -300,6 +308,7 @@ class TitleEncoder:
                 bar.set_postfix(loss=f"{np.mean(losses[-50:]):.3f}")
             self.history.append(float(np.mean(losses)))
             self.epoch_seconds.append(time.perf_counter() - start)
+        self.centre = l2_normalize(self._pooled(tokens, states, 256)).mean(0)
         return self
 
     def _trainer(self, tokens: _Tokens, states: np.ndarray, y: np.ndarray) -> tuple[keras.Model, ArcFace]:
@@ -326,12 +335,14 @@ class TitleEncoder:
     # ------------------------------------------------------------ persistence
 
     def save(self, directory: str | Path) -> None:
-        """config.json, training.json (loss, seconds per epoch) and the top layers (upper.weights.h5);
+        """config.json, training.json (loss, seconds per epoch, centre) and the top layers (upper.weights.h5);
         the frozen rest is the package's weights."""
         directory = Path(directory)
         directory.mkdir(parents=True, exist_ok=True)
         (directory / "config.json").write_text(json.dumps(asdict(self.config), indent=1))
-        (directory / "training.json").write_text(json.dumps({"loss": self.history, "epoch_seconds": self.epoch_seconds}))
+        centre = None if self.centre is None else self.centre.tolist()
+        (directory / "training.json").write_text(json.dumps({"loss": self.history, "epoch_seconds": self.epoch_seconds,
+                                                             "centre": centre}))
         self.upper.save_weights(directory / "upper.weights.h5")
 
     @classmethod
@@ -341,6 +352,8 @@ class TitleEncoder:
         encoder.upper.load_weights(directory / "upper.weights.h5")
         training = json.loads((directory / "training.json").read_text())
         encoder.history, encoder.epoch_seconds = training["loss"], training["epoch_seconds"]
+        if training.get("centre") is not None:
+            encoder.centre = np.asarray(training["centre"], dtype=np.float32)
         return encoder
 
 
@@ -352,8 +365,12 @@ def fitted_encoder(titles: Sequence[str], labels: Sequence, config: TitleModelCo
     key = hashlib.sha1(json.dumps([titles, [str(x) for x in labels], asdict(config)]).encode()).hexdigest()[:16]
     folder = Path(cache_dir) / f"title-e5-{key}" if cache_dir else None
     if folder is not None and (folder / "upper.weights.h5").exists():
-        return TitleEncoder.load(folder)
-    encoder = TitleEncoder(config).fit(titles, labels, progress)
+        encoder = TitleEncoder.load(folder)
+        if encoder.centre is not None or not encoder.history:
+            return encoder
+        encoder.centre = encoder.embed(titles, progress=progress).mean(0)   # cached before encoders had a centre
+    else:
+        encoder = TitleEncoder(config).fit(titles, labels, progress)
     if folder is not None:
         encoder.save(folder)
     return encoder

@@ -215,7 +215,8 @@ class _TuningPool:
         """Add the pair classifier step to ``recipe`` (``wanted`` True: always, None: if it wins, False: never).
 
         Its decision thresholds are tuned on out-of-fold probabilities (group K-fold
-        inside this pool), the kept model is then trained on all of the pool's pairs.
+        inside this pool), and it keeps those fold models to predict with
+        (:meth:`samesame.pairs.PairClassifier.out_of_fold`).
         """
         if wanted is False:
             return recipe, None
@@ -230,12 +231,12 @@ class _TuningPool:
         clf = self.grid.pair_classifier(self.seed)
         folds = np.minimum(codes[cands.rows], codes[cands.cols])[sub]       # (i, j) and (j, i) share a fold
         p = np.zeros(len(score), dtype=np.float32)
-        p[sub] = clf.out_of_fold(x, same[sub], folds, progress=progress)
+        p[sub] = clf.out_of_fold(x, same[sub], folds, names, progress=progress)
         p = symmetric_probability(p, cands.rows, cands.cols, cands.n)
         step = tune_pair_step(cands, p, self.labels, self.grid).replace(floor=floor)
         if wanted is None and not self.wins(self.scores(cands, step.rule(), p), self.scores(cands, recipe, score)):
             return recipe, None
-        return recipe.replace(pair_classifier=step), clf.fit(x, same[sub], names)
+        return recipe.replace(pair_classifier=step), clf
 
 
 
