@@ -155,6 +155,13 @@ def pair_classifier_features(signals: Signals, cands: Candidates, score: np.ndar
 
 
 
+def pair_probability(cands: Candidates, sub: np.ndarray, p_sub: np.ndarray) -> np.ndarray:
+    """Symmetric p(same product) of every candidate pair: ``p_sub`` on the classified pairs ``sub``, 0 elsewhere."""
+    p = np.zeros(len(cands.rows), dtype=np.float32)
+    p[sub] = p_sub
+    return symmetric_probability(p, cands.rows, cands.cols, cands.n)
+
+
 def classified_pairs(score: np.ndarray, floor: float | None) -> np.ndarray:
     """Positions of the candidate pairs the pair classifier scores (fused score >= floor; symmetric)."""
     return np.arange(len(score)) if floor is None else np.flatnonzero(score >= floor)
@@ -200,9 +207,7 @@ class Matcher:
         step = self.recipe.pair_classifier
         sub = classified_pairs(score, step.floor)
         x, names = pair_classifier_features(signals, cands, score, sub)
-        p = np.zeros(len(score), dtype=np.float32)
-        p[sub] = self.pair_classifier.predict_proba(x, names)
-        p = symmetric_probability(p, cands.rows, cands.cols, cands.n)
+        p = pair_probability(cands, sub, self.pair_classifier.predict_proba(x, names))
         return matches_from_pairs(cands, keep_pairs(cands, step.rule(), p), p)
 
     def _needs_title(self) -> bool:

@@ -15,10 +15,10 @@ import pandas as pd
 from .candidates import Candidates, Signals, blend_signals, candidate_pairs, compute_signals
 from .data import split_by_group
 from .matching import (Matcher, classified_pairs, fused_score, keep_pairs, pair_classifier_features,
-                       pair_scores, pool_candidates)
+                       pair_probability, pair_scores, pool_candidates)
 from .metrics import Scores
 from .neighbors import MAX_MATCHES
-from .pairs import PairClassifier, symmetric_probability
+from .pairs import PairClassifier
 from .recipe import Blend, PairStep, Recipe
 from .text import TfidfConfig
 from .title_model import TitleEncoder, TitleModelConfig, fitted_encoder
@@ -230,9 +230,7 @@ class _TuningPool:
         x, names = pair_classifier_features(signals, cands, score, sub)
         clf = self.grid.pair_classifier(self.seed)
         folds = np.minimum(codes[cands.rows], codes[cands.cols])[sub]       # (i, j) and (j, i) share a fold
-        p = np.zeros(len(score), dtype=np.float32)
-        p[sub] = clf.out_of_fold(x, same[sub], folds, names, progress=progress)
-        p = symmetric_probability(p, cands.rows, cands.cols, cands.n)
+        p = pair_probability(cands, sub, clf.out_of_fold(x, same[sub], folds, names, progress=progress))
         step = tune_pair_step(cands, p, self.labels, self.grid).replace(floor=floor)
         if wanted is None and not self.wins(self.scores(cands, step.rule(), p), self.scores(cands, recipe, score)):
             return recipe, None
