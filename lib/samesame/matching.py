@@ -153,8 +153,6 @@ def pair_classifier_features(signals: Signals, cands: Candidates, score: np.ndar
                          TitleTokens.from_titles(signals.titles), subset)
 
 
-
-
 def pair_probability(cands: Candidates, sub: np.ndarray, p_sub: np.ndarray) -> np.ndarray:
     """Symmetric p(same product) of every candidate pair: ``p_sub`` on the classified pairs ``sub``, 0 elsewhere."""
     p = np.zeros(len(cands.rows), dtype=np.float32)
@@ -165,7 +163,6 @@ def pair_probability(cands: Candidates, sub: np.ndarray, p_sub: np.ndarray) -> n
 def classified_pairs(score: np.ndarray, floor: float | None) -> np.ndarray:
     """Positions of the candidate pairs the pair classifier scores (fused score >= floor; symmetric)."""
     return np.arange(len(score)) if floor is None else np.flatnonzero(score >= floor)
-
 
 
 # ---------------------------------------------------------------- the matcher
