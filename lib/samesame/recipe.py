@@ -19,8 +19,14 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
+
+SIGNALS = ("tfidf", "title", "image", "phash")
+"""The signals a recipe may weigh or union (computed by :mod:`samesame.candidates`)."""
+SIMILARITY = (-1.0, 1.0)   # bounds of a similarity threshold (cosine, 1 - bits/32)
+PROBABILITY = (0.0, 1.0)   # bounds of a pair-classifier threshold
 
 
 @dataclass(frozen=True)
@@ -92,24 +98,25 @@ class Recipe:
         return dataclasses.asdict(self)
 
     @classmethod
-    def from_dict(cls, d: "dict | Recipe") -> "Recipe":
-        """From :meth:`to_dict` output (or a hand-written dict with at least ``weights`` and ``threshold``)."""
+    def from_dict(cls, d: "dict | Recipe", source: str | Path | None = None) -> "Recipe":
+        """From :meth:`to_dict` output (or a hand-written dict with at least ``weights`` and ``threshold``).
+
+        Every value is checked, because a hand-edited recipe.json otherwise loads quietly wrong
+        (``"false"`` is truthy, a NaN threshold keeps nothing): a ValueError names ``source``, the
+        key, the value and the fix. Recipes built in code (``Recipe(...)``) are trusted as they are.
+        """
         if isinstance(d, Recipe):
             return d
-        known = {f.name for f in dataclasses.fields(cls)}
-        unknown = set(d) - known
-        if unknown:
-            raise ValueError(f"unknown recipe keys {sorted(unknown)}; a recipe has {sorted(known)}")
+        check = _Checker(source)
+        d = check.mapping(d, None, required=("weights", "threshold"), known=[f.name for f in dataclasses.fields(cls)])
         blend, step = d.get("blend"), d.get("pair_classifier")
-        return cls(weights={str(k): float(v) for k, v in d["weights"].items()}, threshold=float(d["threshold"]),
-                   union={str(k): float(v) for k, v in (d.get("union") or {}).items()},
-                   unit_filter=bool(d.get("unit_filter", False)),
-                   min2=None if d.get("min2") is None else float(d["min2"]),
-                   blend=None if not blend else Blend({str(k): float(v) for k, v in blend["weights"].items()},
-                                                      float(blend["threshold"]), int(blend.get("top", 8))),
-                   pair_classifier=None if not step else PairStep(
-                       float(step["threshold"]), None if step.get("min2") is None else float(step["min2"]),
-                       None if step.get("floor") is None else float(step["floor"])))
+        return cls(weights=check.weights(d["weights"], "weights"),
+                   threshold=check.number(d["threshold"], "threshold", SIMILARITY),
+                   union=check.thresholds(d.get("union"), "union"),
+                   unit_filter=check.boolean(d.get("unit_filter", False), "unit_filter"),
+                   min2=check.optional(d.get("min2"), "min2", SIMILARITY),
+                   blend=None if blend is None else check.blend(blend),
+                   pair_classifier=None if step is None else check.pair_step(step))
 
     def save(self, path: str | Path) -> Path:
         path = Path(path)
@@ -118,4 +125,90 @@ class Recipe:
 
     @classmethod
     def load(cls, path: str | Path) -> "Recipe":
-        return cls.from_dict(json.loads(Path(path).read_text()))
+        """A saved recipe, checked (see :meth:`from_dict`); unreadable JSON names the file, the line and the fix."""
+        path = Path(path)
+        try:
+            d = json.loads(path.read_text())
+        except json.JSONDecodeError as err:
+            raise ValueError(f"{path} is not valid JSON ({err.msg} at line {err.lineno}, column {err.colno}): "
+                             f"{_fix('the JSON', path)}") from None
+        except UnicodeDecodeError as err:
+            raise ValueError(f"{path} is not UTF-8 text (byte {err.start}): {_fix('the file', path)}") from None
+        return cls.from_dict(d, source=path)
+
+
+def _fix(key: str, source: str | Path | None) -> str:
+    return f"refit with make fit, or correct {key} in {source or 'the recipe'}"
+
+
+class _Checker:
+    """Reads one recipe dict value by value; each check raises a ValueError naming the source, the key,
+    the value, what was expected and the fix."""
+
+    def __init__(self, source: str | Path | None):
+        self.source = source
+
+    def _say(self, key: str | None, problem: str):
+        """Raise for ``key`` (None: the whole recipe)."""
+        where = f"{self.source}: " if self.source else ""
+        what = "the recipe" if key is None else f"recipe key {key!r}"
+        raise ValueError(f"{where}{what} {problem}; {_fix(key or 'the recipe', self.source)}")
+
+    def fail(self, key: str | None, value, expected: str):
+        self._say(key, f"= {json.dumps(value, default=repr)} is not valid: expected {expected}")
+
+    def mapping(self, d, key: str | None, required: tuple[str, ...] = (), known: list[str] | None = None,
+                noun: str = "recipe keys") -> dict:
+        """``d`` is a JSON object holding the ``required`` keys and only ``known`` ones (when given)."""
+        if not isinstance(d, dict):
+            self.fail(key, d, "a JSON object" + (f" with the keys {known}" if known else ""))
+        missing = [k for k in required if k not in d]
+        if missing:
+            self._say(key, f"lacks the keys {missing}")
+        unknown = sorted(set(d) - set(known)) if known else []
+        if unknown:
+            self._say(key, f"has unknown {noun} {unknown} (known: {known})")
+        return d
+
+    def number(self, value, key: str, bounds: tuple[float, float] | None = None) -> float:
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or (
+                bounds is not None and not bounds[0] <= value <= bounds[1]):
+            self.fail(key, value, "a finite number" + (f" in [{bounds[0]:g}, {bounds[1]:g}]" if bounds else ""))
+        return float(value)
+
+    def optional(self, value, key: str, bounds: tuple[float, float] | None = None) -> float | None:
+        return None if value is None else self.number(value, key, bounds)
+
+    def boolean(self, value, key: str) -> bool:
+        if not isinstance(value, bool):
+            self.fail(key, value, "true or false (a JSON boolean, not a string or a number)")
+        return value
+
+    def thresholds(self, d, key: str) -> dict[str, float]:
+        """Per-signal similarity thresholds (the union; null or absent: none)."""
+        if d is None:
+            return {}
+        d = self.mapping(d, key, known=list(SIGNALS), noun="signals")
+        return {name: self.number(v, f"{key}.{name}", SIMILARITY) for name, v in d.items()}
+
+    def weights(self, d, key: str) -> dict[str, float]:
+        d = self.mapping(d, key, known=list(SIGNALS), noun="signals")
+        weights = {name: self.number(w, f"{key}.{name}", (0.0, math.inf)) for name, w in d.items()}
+        if not any(w > 0 for w in weights.values()):
+            self.fail(key, d, f"at least one weight > 0 among the signals {list(SIGNALS)}")
+        return weights
+
+    def blend(self, d) -> Blend:
+        d = self.mapping(d, "blend", required=("weights", "threshold"), known=[f.name for f in dataclasses.fields(Blend)])
+        top = d.get("top", Blend.top)
+        if isinstance(top, bool) or not isinstance(top, int) or top < 1:
+            self.fail("blend.top", top, "an integer >= 1 (neighbours averaged)")
+        return Blend(self.weights(d["weights"], "blend.weights"),
+                     self.number(d["threshold"], "blend.threshold", SIMILARITY), top)
+
+    def pair_step(self, d) -> PairStep:
+        d = self.mapping(d, "pair_classifier", required=("threshold",),
+                         known=[f.name for f in dataclasses.fields(PairStep)])
+        return PairStep(self.number(d["threshold"], "pair_classifier.threshold", PROBABILITY),
+                        self.optional(d.get("min2"), "pair_classifier.min2", PROBABILITY),
+                        self.optional(d.get("floor"), "pair_classifier.floor"))
