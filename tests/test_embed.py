@@ -1,6 +1,7 @@
 """Streaming embeddings with a tiny Keras model standing in for a real backbone."""
 
 from dataclasses import dataclass
+from pathlib import Path
 
 import keras
 import numpy as np
@@ -141,15 +142,52 @@ def test_killed_run_resumes_from_last_finished_chunk(tmp_path, tiny_model, small
     np.testing.assert_allclose(result.vectors, _expected(tiny_model, paths), rtol=1e-5, atol=1e-6)
 
 
-def test_corrupt_chunk_is_recomputed(tmp_path, tiny_model, small_chunks):
+@pytest.mark.parametrize("damage", [
+    lambda data: b"not a zip",                 # ValueError
+    lambda data: b"",                          # EOFError: the write was killed before any byte
+    lambda data: data[: len(data) // 2],       # BadZipFile: cut short
+    lambda data: data[:-10],                   # BadZipFile: the end of the central directory lost
+], ids=["garbage", "empty", "half", "tail-lost"])
+def test_corrupt_chunk_warns_with_its_path_and_is_recomputed(tmp_path, tiny_model, small_chunks, damage):
     paths = _images(tmp_path, 4)
     first = embed_images(paths, FakeBackbone(tiny_model), cache_dir=tmp_path / "cache", progress=False)
     (chunk,) = (tmp_path / "cache").glob("*/chunk_00000.npz")
-    chunk.write_bytes(b"not a zip")
+    chunk.write_bytes(damage(chunk.read_bytes()))
     counting = CountingModel(tiny_model)
-    again = embed_images(paths, FakeBackbone(counting), cache_dir=tmp_path / "cache", progress=False)
+    with pytest.warns(UserWarning, match=f"{chunk}: unreadable embedding-cache chunk .*recomputing its 4 rows"):
+        again = embed_images(paths, FakeBackbone(counting), cache_dir=tmp_path / "cache", progress=False)
     assert counting.calls == 1
     np.testing.assert_allclose(again.vectors, first.vectors, rtol=1e-5, atol=1e-6)
+    with np.load(chunk) as rewritten:                     # overwritten with the recomputed rows
+        np.testing.assert_array_equal(rewritten["vectors"], again.vectors)
+
+
+def test_a_chunk_of_the_wrong_shape_warns_and_is_recomputed(tmp_path, tiny_model, small_chunks):
+    paths = _images(tmp_path, 4)
+    embed_images(paths, FakeBackbone(tiny_model), cache_dir=tmp_path / "cache", progress=False)
+    (chunk,) = (tmp_path / "cache").glob("*/chunk_00000.npz")
+    np.savez(chunk, vectors=np.zeros((3, 4), np.float32), status=np.array(["ok"] * 3))
+    counting = CountingModel(tiny_model)
+    with pytest.warns(UserWarning, match=f"{chunk}: embedding-cache chunk holds vectors \\(3, 4\\)"):
+        embed_images(paths, FakeBackbone(counting), cache_dir=tmp_path / "cache", progress=False)
+    assert counting.calls == 1
+
+
+def test_save_chunk_replaces_atomically(tmp_path, monkeypatch):
+    """A kill during the write leaves the previous chunk (or none), never a partial one."""
+    path = tmp_path / "chunk_00000.npz"
+    vectors, status = np.ones((4, 2), np.float32), np.array(["ok"] * 4)
+    embed._save_chunk(path, range(0, 4), vectors, status)
+
+    def killed(file, **arrays):
+        Path(file).write_bytes(b"PK partial")
+        raise KeyboardInterrupt("simulated kill")
+
+    monkeypatch.setattr(embed.np, "savez", killed)
+    with pytest.raises(KeyboardInterrupt):
+        embed._save_chunk(path, range(0, 4), vectors * 2, status)
+    with np.load(path) as kept:
+        np.testing.assert_array_equal(kept["vectors"], vectors)
 
 
 def test_cache_key_tracks_data_and_backbone(tmp_path, tiny_model):

@@ -15,6 +15,8 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import warnings
+import zipfile
 from collections import deque
 from collections.abc import Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -110,13 +112,24 @@ def _chunk_file(cache: Path, rows: range) -> Path:
 
 
 def _load_chunk(path: Path, rows: range, vectors: np.ndarray, status: np.ndarray) -> bool:
-    """Fill rows from a cached chunk; False when it is absent or unreadable (it is then recomputed)."""
+    """Fill rows from a cached chunk; False when it is absent or unreadable (it is then recomputed).
+
+    An unreadable chunk (a disk filled up, a copy cut short) warns with its path, so a cache that keeps
+    breaking is noticed, but never stops the run: its rows are simply embedded again.
+    """
+    if not path.exists():
+        return False
     try:
         with np.load(path) as cached:
             chunk_vectors, chunk_status = cached["vectors"], cached["status"]
-    except (OSError, ValueError, KeyError):
+    except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile) as err:
+        warnings.warn(f"{path}: unreadable embedding-cache chunk ({type(err).__name__}: {err}); recomputing its "
+                      f"{len(rows)} rows and overwriting it", stacklevel=2)
         return False
     if chunk_vectors.shape != (len(rows), vectors.shape[1]) or chunk_status.shape != (len(rows),):
+        warnings.warn(f"{path}: embedding-cache chunk holds vectors {chunk_vectors.shape} and status "
+                      f"{chunk_status.shape}, expected {len(rows)} rows of {vectors.shape[1]} values; recomputing "
+                      "them and overwriting it", stacklevel=2)
         return False
     vectors[rows.start : rows.stop] = chunk_vectors
     status[rows.start : rows.stop] = chunk_status
