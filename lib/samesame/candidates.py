@@ -51,9 +51,12 @@ def compute_signals(df: pd.DataFrame, encoder: TitleEncoder | None, tfidf_config
     rows with ``ok`` False get no image neighbours and are matched by the other signals.
     """
     n = len(df)
-    emb: dict[str, object] = {"tfidf": tfidf_embeddings(df["title"].tolist(), tfidf_config)}
-    if encoder is not None:
-        emb["title"] = encoder.embed(df["title"].tolist())
+    titles = normalize_titles(df["title"].tolist())
+    emb: dict[str, object] = {}
+    if any(titles):         # image-only data (every title empty) has no title signal, not an error
+        emb["tfidf"] = tfidf_embeddings(df["title"].tolist(), tfidf_config)
+        if encoder is not None:
+            emb["title"] = encoder.embed(df["title"].tolist())
     image_ok = np.zeros(n, dtype=bool)
     if image_embeddings is not None:
         vectors, ok = image_embeddings
@@ -63,7 +66,6 @@ def compute_signals(df: pd.DataFrame, encoder: TitleEncoder | None, tfidf_config
                              f"got {vectors.shape} and {ok.shape}: pass one row per listing, ok=False where no image")
         image_ok = ok & np.isfinite(vectors).all(1) & (np.abs(vectors).sum(1) > 0)
         emb["image"] = np.where(image_ok[:, None], l2_normalize(vectors), 0.0).astype(np.float32)
-    titles = normalize_titles(df["title"].tolist())
     return Signals(emb, phash_codes(df["image_phash"].tolist()), image_ok, [quantities(t) for t in titles], titles)
 
 

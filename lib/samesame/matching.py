@@ -195,7 +195,13 @@ class Matcher:
         return self.recipe.name
 
     def predict(self, df: pd.DataFrame, *, image_embeddings=None, progress: bool = True) -> list[np.ndarray]:
-        """Match sets (row positions, self first, at most 50) for every row of ``df``."""
+        """Match sets (row positions, self first, at most 50) for every row of ``df``.
+
+        Any pool size works: 0 listings give no sets, 1 listing matches only itself, and a pool where
+        no candidate pair reaches the pair classifier's floor leaves every listing with itself."""
+        self._check_pool(df, image_embeddings)
+        if len(df) < 2:
+            return [np.arange(len(df))[i:i + 1] for i in range(len(df))]
         signals = compute_signals(df, self.encoder if self._needs_title() else None, self.tfidf_config,
                                   image_embeddings)
         signals, cands, score = pool_candidates(signals, self.recipe, self.k, progress)
@@ -203,9 +209,29 @@ class Matcher:
             return matches_from_pairs(cands, keep_pairs(cands, self.recipe, score), score)
         step = self.recipe.pair_classifier
         sub = classified_pairs(score, step.floor)
-        x, names = pair_classifier_features(signals, cands, score, sub)
-        p = pair_probability(cands, sub, self.pair_classifier.predict_proba(x, names))
+        p_sub = np.zeros(0, dtype=np.float32)
+        if len(sub):        # no pair reaches the floor (a tiny or unrelated pool): nothing to classify
+            x, names = pair_classifier_features(signals, cands, score, sub)
+            p_sub = self.pair_classifier.predict_proba(x, names)
+        p = pair_probability(cands, sub, p_sub)
         return matches_from_pairs(cands, keep_pairs(cands, step.rule(), p), p)
+
+    def uses_images(self) -> bool:
+        """Whether the recipe or the pair classifier reads image similarities (predict then needs image vectors)."""
+        return "image" in self.recipe.searched_signals() or (
+            self.pair_classifier is not None and "image" in self.pair_classifier.feature_names)
+
+    def _check_pool(self, df: pd.DataFrame, image_embeddings) -> None:
+        """Refuse, with the fix, a pool this matcher cannot match as it was fitted."""
+        missing = [c for c in ("title", "image_phash") if c not in df.columns]
+        if missing:
+            raise ValueError(f"Matcher.predict: the listings have no {missing} column(s) (have {list(df.columns)}); "
+                             "pass the frame samesame.data.load_dataset reads from test.csv "
+                             "(posting_id, image, image_phash, title)")
+        if image_embeddings is None and self.uses_images():
+            raise ValueError(f"this matcher ({self.name}) was fitted with image similarities, but predict got no "
+                             "image_embeddings; pass artefacts.embed_for_matcher(matcher, folder, df) (rows without "
+                             "an image: ok=False), or refit the matcher without images (use_images: false)")
 
     def _needs_title(self) -> bool:
         """Embed titles only when the recipe or the pair classifier reads the learned title (it is slow)."""
