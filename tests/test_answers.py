@@ -104,6 +104,16 @@ def test_error_answer_reads_the_image_row_and_blames_a_signal():
     no_images = _run(**{"06_error_analysis": {"ablation": _ablation(phash=0.6, tfidf=0.8, best=0.78)}})
     text = answer("06_error_analysis", no_images)
     assert "0.020 **below** the best single signal (tfidf" in text and "no image-only row" in text
+    assert "cross-fitting" not in text                      # a run without the shipped matcher's estimate
+
+
+def test_error_answer_reports_the_shipped_recipes_cross_fitted_estimate():
+    run = _run()
+    run["06_error_analysis"]["shipped"] = {"method": "blend(tfidf+title+phash)|phash+min2+pair_classifier",
+                                           "mean_f1": 0.8612, "std_f1": 0.0043, "folds": 4}
+    text = answer("06_error_analysis", run)
+    assert ("`blend(tfidf+title+phash)|phash+min2+pair_classifier`, chosen by cross-fitting over train.csv's label "
+            "groups, is estimated at 0.861 ± 0.004 mean F1 on unseen groups (4 held-out folds)") in text
 
 
 def test_submission_answer_without_truth():

@@ -232,11 +232,11 @@ def test_saved_matcher_loads_and_gives_identical_matches(tmp_path):
 
 def test_an_optional_step_must_win_in_most_group_folds_not_just_on_the_mean():
     from samesame.data import group_folds
-    from samesame.tuning import TuningGrid, _TuningPool
+    from samesame.tuning import TuningGrid, TuningPool
     from samesame.metrics import scores_from_counts
 
     labels = np.repeat(np.arange(200), 2)
-    pool = _TuningPool(None, None, None, labels)
+    pool = TuningPool(None, None, None, labels)
     folds = group_folds(labels, TuningGrid().step_folds)
     base = scores_from_counts(np.full(400, 2), np.full(400, 2), np.ones(400, int))           # F1 0.5 everywhere
     lucky = scores_from_counts(np.full(400, 2), np.full(400, 2), np.where(folds == 0, 2, 1))  # one fold perfect

@@ -186,9 +186,14 @@ def _errors(metrics: dict) -> str:
     top_single = max(singles, key=singles.get)
     no_title = max(v for k, v in singles.items() if k in ("phash", "image"))
     lead = best["mean_f1"] - singles[top_single]
-    text = (f"**Answer:** fusing every signal (`best`, each step kept only where it wins on train) scores "
+    text = (f"**Answer:** fusing every signal (`best`, with the optional steps 07 ships) scores "
             f"{best['mean_f1']:.3f} mean F1 on the test split, {abs(lead):.3f} "
             f"{'above' if lead >= 0 else '**below**'} the best single signal ({top_single}, {singles[top_single]:.3f}). ")
+    shipped = e.get("shipped")
+    if shipped:
+        text += (f"The shipped recipe, `{shipped['method']}`, chosen by cross-fitting over train.csv's label groups, "
+                 f"is estimated at {shipped['mean_f1']:.3f} ± {shipped['std_f1']:.3f} mean F1 on unseen groups "
+                 f"({shipped['folds']} held-out folds). ")
     if "image" in singles:
         text += (f"Images alone score {singles['image']:.3f}, which "
                  f"{versus_seed(singles['image'], SEED_BEST.test_mean_f1, 'best image-only')}. ")

@@ -15,15 +15,16 @@ be scored on train in seconds:
   neighbours, re-normalise and search again (neighbourhood blending);
 * **pair classifier**: a :class:`samesame.pairs.PairClassifier` scores every candidate pair
   from all similarities plus pool-relative features; its probability replaces the
-  fused score (kept only where it beats the threshold rule on the train-side tune part).
+  fused score.
 
 Similarities are "larger = closer": cosine for embeddings, ``1 - bits/32`` for phash.
 The rule itself is a typed :class:`samesame.recipe.Recipe`; a fitted :class:`Matcher`
 saves to and loads from a folder (:meth:`Matcher.save`, :meth:`Matcher.load`).
 
 Where the code lives: :mod:`samesame.candidates` (signals, candidate pairs, blending),
-:mod:`samesame.matching` (applying a recipe, the Matcher), :mod:`samesame.tuning` (fitting on
-train); this module re-exports them and defines the ablation study (:data:`ABLATION`, :func:`ablation`).
+:mod:`samesame.matching` (applying a recipe, the Matcher), :mod:`samesame.tuning` (grids on a
+train pool), :mod:`samesame.selection` (which steps ship, chosen by cross-fitting; the fit);
+this module re-exports them and defines the ablation study (:data:`ABLATION`, :func:`ablation`).
 """
 
 from __future__ import annotations
@@ -40,7 +41,8 @@ from .metrics import score_matches
 from .recipe import Blend, PairStep, Recipe  # noqa: F401
 from .text import TfidfConfig
 from .title_model import TitleModelConfig
-from .tuning import TuningGrid, _TuningPool, fit_matcher, tune_pair_step, tune_recipe  # noqa: F401
+from .selection import Selection, Steps, fit_matcher  # noqa: F401
+from .tuning import TuningGrid, TuningPool, tune_pair_step, tune_recipe  # noqa: F401
 
 
 ABLATION = {  # row name -> tuning options (signals missing from the pool are skipped)
@@ -56,23 +58,27 @@ ABLATION = {  # row name -> tuning options (signals missing from the pool are sk
     "blend": dict(concat=["tfidf", "title", "image", "phash"], union_phash=True, min2=True, blend=True),
     "+pair classifier": dict(concat=["tfidf", "title", "image", "phash"], union_phash=True, min2=True,
                              unit_filter=True, pair_classifier=True),
-    "best": dict(concat=["tfidf", "title", "image", "phash"], union_phash=True, min2=True, unit_filter=None,
-                 blend=True, pair_classifier=None),
+    "best": dict(concat=["tfidf", "title", "image", "phash"], union_phash=True, min2=True),   # the shipped steps
 }
 
 
 def ablation(train_df: pd.DataFrame, val_df: pd.DataFrame, *, train_images=None, val_images=None,
              title_model: TitleModelConfig | None = TitleModelConfig(), tfidf_config: TfidfConfig = TfidfConfig(),
              tune_fraction: float = 0.4, seed: int = 0, grid: TuningGrid = TuningGrid(), cache_dir: str | None = None,
+             shipped: Steps | None = None,
              progress: bool = True) -> tuple[pd.DataFrame, dict[str, Recipe], dict[str, list[np.ndarray]]]:
     """Each fusion step tuned on train, scored on the val pool (searched within itself).
+
+    The "best" row has the optional steps of ``shipped`` (the fitted matcher's cross-fitted choice,
+    :class:`samesame.selection.Selection`), so its errors are those of the recipe 07 ships; without
+    ``shipped`` each step is kept where it wins on the tuning pool.
 
     Returns the table (method | mean_f1 | mean_precision | mean_recall | fold_f1_std: the std of mean F1
     over 5 folds of the val pool's groups), the
     recipe of each row (the "best" row's thresholds go to metrics.json) and each
     row's match sets on the val pool (for error analysis).
     """
-    tuning = _TuningPool.build(train_df, train_images, tune_fraction, seed, title_model, tfidf_config, progress,
+    tuning = TuningPool.build(train_df, train_images, tune_fraction, seed, title_model, tfidf_config, progress,
                                cache_dir, grid)
     rows, recipes, predictions = [], {}, {}
     for method, options in tqdm(ABLATION.items(), desc="ablation", disable=not progress):
@@ -80,6 +86,9 @@ def ablation(train_df: pd.DataFrame, val_df: pd.DataFrame, *, train_images=None,
         if not concat:
             continue
         options = {**options, "concat": concat}
+        if method == "best":
+            steps = shipped or Steps(None, None, None)
+            options.update(unit_filter=steps.unit_filter, blend=steps.blend, pair_classifier=steps.pair_classifier)
         wanted = options.pop("pair_classifier", False)
         recipe, classifier = tuning.add_pair_classifier(tuning.tune(**options), wanted)
         matches = Matcher(recipe, tuning.encoder, tfidf_config, pair_classifier=classifier).predict(

@@ -8,7 +8,8 @@ earns ``2 / (1 + group size)``.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from functools import cached_property
 from typing import Iterable, Mapping, Sequence
 
 import numpy as np
@@ -19,12 +20,18 @@ from .data import group_folds
 
 @dataclass(frozen=True)
 class Scores:
-    """Means of per-listing precision, recall and F1, plus the per-listing table."""
+    """Means of per-listing precision, recall and F1, plus the per-listing table (built when first read:
+    the tuning grids score thousands of masks and read only the means)."""
 
     mean_f1: float
     mean_precision: float
     mean_recall: float
-    per_row: pd.DataFrame
+    counts: dict[str, np.ndarray] = field(repr=False)    # n_pred, n_true, n_hit, precision, recall, f1 per listing
+    index: Sequence | None = field(default=None, repr=False)
+
+    @cached_property
+    def per_row(self) -> pd.DataFrame:
+        return pd.DataFrame(self.counts, index=None if self.index is None else pd.Index(self.index, name="posting_id"))
 
     def fold_f1(self, labels: Sequence, k: int = 5, seed: int = 0) -> np.ndarray:
         """Mean F1 within each of ``k`` folds of label groups: how much the score moves between pools of groups.
@@ -33,7 +40,7 @@ class Scores:
         other groups may land from it (report mean +- std, not the mean alone).
         """
         folds = group_folds(labels, k, seed)
-        return np.array([self.per_row["f1"].to_numpy()[folds == f].mean() for f in range(k) if np.any(folds == f)])
+        return np.array([self.counts["f1"][folds == f].mean() for f in range(k) if np.any(folds == f)])
 
     def as_dict(self) -> dict[str, float]:
         return {
@@ -43,8 +50,10 @@ class Scores:
         }
 
 
-def scores_from_counts(n_pred: np.ndarray, n_true: np.ndarray, n_hit: np.ndarray) -> Scores:
-    """Precision/recall/F1 from set sizes; an empty prediction scores 0, never NaN."""
+def scores_from_counts(n_pred: np.ndarray, n_true: np.ndarray, n_hit: np.ndarray, index: Sequence | None = None) -> Scores:
+    """Precision/recall/F1 from set sizes; an empty prediction scores 0, never NaN. ``index``: row names (posting ids)."""
+    if len(n_pred) == 0:
+        raise ValueError("cannot score zero listings")
     n_pred = n_pred.astype(float)
     n_true = n_true.astype(float)
     n_hit = n_hit.astype(float)
@@ -52,13 +61,9 @@ def scores_from_counts(n_pred: np.ndarray, n_true: np.ndarray, n_hit: np.ndarray
     recall = np.divide(n_hit, n_true, out=np.zeros_like(n_hit), where=n_true > 0)
     denom = n_pred + n_true
     f1 = np.divide(2 * n_hit, denom, out=np.zeros_like(n_hit), where=denom > 0)
-    per_row = pd.DataFrame(
-        {"n_pred": n_pred.astype(int), "n_true": n_true.astype(int), "n_hit": n_hit.astype(int),
-         "precision": precision, "recall": recall, "f1": f1}
-    )
-    if len(per_row) == 0:
-        raise ValueError("cannot score zero listings")
-    return Scores(float(f1.mean()), float(precision.mean()), float(recall.mean()), per_row)
+    counts = {"n_pred": n_pred.astype(int), "n_true": n_true.astype(int), "n_hit": n_hit.astype(int),
+              "precision": precision, "recall": recall, "f1": f1}
+    return Scores(float(f1.mean()), float(precision.mean()), float(recall.mean()), counts, index)
 
 
 def score_matches(matches: Sequence[np.ndarray], labels: Sequence) -> Scores:
@@ -90,11 +95,8 @@ def score_id_sets(predicted: Mapping[str, Iterable[str]], truth: Mapping[str, It
     pred_sets = [set(predicted.get(pid, ())) for pid in ids]
     true_sets = [set(truth[pid]) for pid in ids]
     n_hit = np.array([len(p & t) for p, t in zip(pred_sets, true_sets)])
-    scores = scores_from_counts(
-        np.array([len(p) for p in pred_sets]), np.array([len(t) for t in true_sets]), n_hit
-    )
-    scores.per_row.index = pd.Index(ids, name="posting_id")
-    return scores
+    return scores_from_counts(np.array([len(p) for p in pred_sets]), np.array([len(t) for t in true_sets]), n_hit,
+                              index=ids)
 
 
 def parse_matches_column(series: pd.Series) -> dict[str, list[str]]:

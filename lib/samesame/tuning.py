@@ -1,7 +1,8 @@
-"""Tuning a recipe on train listings only: grids over weights and thresholds, blending, the pair classifier.
+"""Tuning a recipe on labelled listings: grids over weights and thresholds, blending, the pair classifier.
 
-:func:`fit_matcher` splits train groups in two: the title encoder learns from one part, every
-weight and threshold is tuned on the other (searched within itself, as the test set is).
+A :class:`TuningPool` is one pool of train listings (searched within itself, as a test set is)
+whose signals and candidate pairs are computed once; every grid is scored on it.
+:mod:`samesame.selection` decides which optional steps ship and fits the matcher.
 """
 
 from __future__ import annotations
@@ -23,9 +24,10 @@ from .recipe import Blend, PairStep, Recipe
 from .text import TfidfConfig
 from .title_model import TitleEncoder, TitleModelConfig, fitted_encoder
 
+
 @dataclass(frozen=True)
 class TuningGrid:
-    """The search space :func:`fit_matcher` explores on train, and the pair classifier's settings.
+    """The search space :func:`samesame.selection.fit_matcher` explores on train, and the pair classifier's settings.
 
     It lives in the run config (``fusion_grid``) so an experiment changes it in one place.
     """
@@ -115,32 +117,8 @@ def tune_recipe(cands: Candidates, labels: Sequence, *, concat: Sequence[str], u
     return recipe
 
 
-def fit_matcher(train_df: pd.DataFrame, *, image_embeddings=None, tune_fraction: float = 0.4, seed: int = 0,
-                title_model: TitleModelConfig | None = TitleModelConfig(), tfidf_config: TfidfConfig = TfidfConfig(),
-                union_phash: bool = True, min2: bool = True, unit_filter: bool | None = None, blend: bool = True,
-                pair_classifier: bool | None = None, grid: TuningGrid = TuningGrid(), cache_dir: str | None = None,
-                progress: bool = True) -> Matcher:
-    """Train the title encoder and tune the whole recipe on train listings only.
-
-    Train groups are split in two: the encoder learns from one part, the recipe is
-    tuned on the other (searched within itself), so thresholds are set on
-    embeddings of groups the encoder has never seen, as at test time.
-    ``unit_filter=None`` keeps the filter only if it helps on the tuning part.
-    ``title_model=None`` skips the learned title embedding (TF-IDF + phash only).
-    ``pair_classifier=None`` adds the pair classifier only if it beats the threshold rule there (True: always).
-    ``cache_dir``: where a trained title encoder is kept and found again (same titles, labels, config).
-    An optional step is kept only when it wins on the mean and in most group folds (:meth:`_TuningPool.wins`).
-    """
-    tuning = _TuningPool.build(train_df, image_embeddings, tune_fraction, seed, title_model, tfidf_config, progress,
-                               cache_dir, grid)
-    recipe = tuning.tune(concat=tuning.signal_names, union_phash=union_phash, min2=min2,
-                         unit_filter=unit_filter, blend=blend)
-    recipe, classifier = tuning.add_pair_classifier(recipe, pair_classifier, progress)
-    return Matcher(recipe, tuning.encoder, tfidf_config, pair_classifier=classifier)
-
-
 @dataclass
-class _TuningPool:
+class TuningPool:
     """The train listings the recipe is tuned on, their signals and candidate pairs (computed once)."""
 
     encoder: TitleEncoder | None
@@ -160,9 +138,16 @@ class _TuningPool:
                              f"use more train groups or another tune_fraction (got {tune_fraction})")
         tune_rows = train_df["label_group"].isin(set(tune_part["label_group"])).to_numpy()
         encoder = (fitted_encoder(fit_part["title"], fit_part["label_group"], title_model, cache_dir, progress)
-                   if title_model else None)
-        signals = compute_signals(tune_part, encoder, tfidf_config, _subset_images(image_embeddings, tune_rows))
-        return cls(encoder, signals, candidate_pairs(signals, MAX_MATCHES, progress), tune_part["label_group"].to_numpy(),
+                   if title_model and has_titles(fit_part) else None)
+        return cls.of(tune_part, encoder, subset_images(image_embeddings, tune_rows), tfidf_config, grid, seed,
+                      progress)
+
+    @classmethod
+    def of(cls, pool: pd.DataFrame, encoder: TitleEncoder | None, images, tfidf_config: TfidfConfig = TfidfConfig(),
+           grid: TuningGrid = TuningGrid(), seed: int = 0, progress: bool = False) -> "TuningPool":
+        """These labelled listings as a tuning pool (signals and candidates computed once, searched within the pool)."""
+        signals = compute_signals(pool, encoder, tfidf_config, images)
+        return cls(encoder, signals, candidate_pairs(signals, MAX_MATCHES, progress), pool["label_group"].to_numpy(),
                    grid, seed)
 
     @property
@@ -184,8 +169,9 @@ class _TuningPool:
         return new.mean_f1 > old.mean_f1 and int(np.sum(gains > 0)) > len(gains) // 2
 
     def tune(self, *, concat: Sequence[str], union_phash: bool = False, min2: bool = False,
-             unit_filter: bool | None = False, blend: bool = False) -> Recipe:
-        """Best recipe for one family of rules; blending kept only if it beats no blending on train."""
+             unit_filter: bool | None = False, blend: bool | None = False) -> Recipe:
+        """Best recipe for one family of rules. ``unit_filter`` / ``blend``: True always, False never, None only
+        where the step wins on this pool (:meth:`wins`)."""
         filters = (False, True) if unit_filter is None else (bool(unit_filter),)
 
         def _tuned(cands):
@@ -198,16 +184,17 @@ class _TuningPool:
             return chosen
 
         recipe = _tuned(self.cands)
-        if not blend:
+        if blend is False:
             return recipe
         score = fused_score(self.cands, recipe.weights)
-        best, best_scores = recipe, self.scores(self.cands, recipe)
+        best, best_scores = (None, None) if blend else (recipe, self.scores(self.cands, recipe))
         for t in (recipe.threshold, recipe.threshold + 0.1):
             step = Blend(dict(recipe.weights), float(t), self.grid.blend_top)
             b_cands = candidate_pairs(blend_signals(self.signals, self.cands, score, t, step.top))
             r = _tuned(b_cands).replace(blend=step)
-            if self.wins(self.scores(b_cands, r), best_scores):
-                best, best_scores = r, self.scores(b_cands, r)
+            r_scores = self.scores(b_cands, r)
+            if best is None or (r_scores.mean_f1 > best_scores.mean_f1 if blend else self.wins(r_scores, best_scores)):
+                best, best_scores = r, r_scores
         return best
 
     def add_pair_classifier(self, recipe: Recipe, wanted: bool | None,
@@ -238,7 +225,13 @@ class _TuningPool:
 
 
 
-def _subset_images(image_embeddings, rows: np.ndarray):
+def has_titles(df: pd.DataFrame) -> bool:
+    """Whether any listing has a title (image-only data has none: no title signal, no title encoder)."""
+    return bool(df["title"].fillna("").astype(str).str.strip().ne("").any())
+
+
+def subset_images(image_embeddings, rows: np.ndarray):
+    """``image_embeddings`` (vectors, ok) restricted to ``rows`` (a boolean mask or positions); None stays None."""
     if image_embeddings is None:
         return None
     vectors, ok = image_embeddings

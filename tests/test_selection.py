@@ -1,0 +1,98 @@
+"""The shipped recipe's optional steps are chosen by cross-fitting over label groups, and the matcher has exactly them."""
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from samesame.fusion import ablation, fit_matcher
+from samesame.metrics import score_matches
+from samesame.selection import Selection, Steps, _best
+from samesame.tuning import TuningGrid
+from test_fusion import _listings
+
+FAST = TuningGrid(pair_trees=20, pair_max_leaf_nodes=7)
+
+
+def _steps_of(matcher) -> Steps:
+    r = matcher.recipe
+    return Steps(r.unit_filter, r.blend is not None, r.pair_classifier is not None)
+
+
+def test_the_matcher_ships_the_configuration_with_the_best_held_out_mean():
+    df, _ = _listings(n_groups=60)
+    matcher = fit_matcher(df, title_model=None, grid=FAST, progress=False)
+    selection = Selection.from_dict(matcher.info["selection"])
+    table = selection.table.set_index("steps")
+    assert {"threshold rule", "unit filter", "blend", "unit filter+blend"} <= set(table.index)
+    assert [c for c in table.columns if c.startswith("fold_")] == ["fold_0", "fold_1", "fold_2", "fold_3"]
+    rules = table.loc[["threshold rule", "unit filter", "blend", "unit filter+blend"], "mean_f1"]
+    assert _steps_of(matcher) == selection.chosen
+    chosen_rule = Steps(selection.chosen.unit_filter, selection.chosen.blend).name
+    assert rules[chosen_rule] >= rules.max() - 1e-4           # the rule's steps: best held-out mean
+    assert table["mean_f1"].between(0, 1).all() and (table["std_f1"] >= 0).all()
+    estimate = selection.estimate
+    assert estimate["folds"] == 4 and estimate["mean_f1"] == pytest.approx(table.loc[selection.chosen.name, "mean_f1"])
+    np.testing.assert_allclose(table.loc[selection.chosen.name, [f"fold_{i}" for i in range(4)]].std(ddof=0),
+                               estimate["std_f1"], atol=1e-4)
+
+
+def test_a_step_fixed_by_the_config_is_not_chosen():
+    df, _ = _listings(n_groups=60)
+    forced = fit_matcher(df, title_model=None, grid=FAST, unit_filter=False, blend=False, pair_classifier=True,
+                         progress=False)
+    assert _steps_of(forced) == Steps(False, False, True)
+    assert set(Selection.from_dict(forced.info["selection"]).table["steps"]) == {"threshold rule", "pair classifier"}
+    never = fit_matcher(df, title_model=None, grid=FAST, unit_filter=True, blend=False, pair_classifier=False,
+                        progress=False)
+    assert _steps_of(never) == Steps(True, False, False)
+    assert set(Selection.from_dict(never.info["selection"]).table["steps"]) == {"unit filter"}
+
+
+def test_a_tie_keeps_the_simpler_recipe_and_a_real_gain_wins():
+    scores = {"threshold rule": [{"mean_f1": 0.8}] * 4, "unit filter": [{"mean_f1": 0.80005}] * 4,
+              "blend": [{"mean_f1": 0.9}] * 4}
+    assert _best([Steps(), Steps(unit_filter=True)], scores) == Steps()
+    assert _best([Steps(), Steps(unit_filter=True), Steps(blend=True)], scores) == Steps(blend=True)
+
+
+def test_too_few_groups_to_cross_fit_is_a_clear_error():
+    df, _ = _listings(n_groups=2)
+    with pytest.raises(ValueError, match="too few to cross-fit"):
+        fit_matcher(df, title_model=None, grid=FAST, progress=False)
+
+
+def test_ablation_best_row_has_the_shipped_steps():
+    train, _ = _listings(seed=0, n_groups=40)
+    val, _ = _listings(seed=2, n_groups=15)
+    _, recipes, _ = ablation(train, val, title_model=None, grid=FAST, shipped=Steps(True, False, True), progress=False)
+    best = recipes["best"]
+    assert best.unit_filter and best.blend is None and best.pair_classifier is not None
+
+
+def test_image_only_data_fits_and_matches_without_a_title_signal():
+    """Every title empty (a photo-only set): no TF-IDF, no title encoder, images and phash carry the match."""
+    df, rng = _listings(n_groups=50)
+    centres = rng.normal(size=(df["label_group"].nunique(), 16))
+    vectors = (centres[df["label_group"] - 1000] + 0.2 * rng.normal(size=(len(df), 16))).astype(np.float32)
+    ok = np.ones(len(df), bool)
+    photos = df.assign(title="")
+    matcher = fit_matcher(photos, image_embeddings=(vectors, ok), grid=FAST, progress=False)
+    assert matcher.encoder is None and "tfidf" not in matcher.recipe.weights and "image" in matcher.recipe.weights
+    matches = matcher.predict(photos, image_embeddings=(vectors, ok), progress=False)
+    assert len(matches) == len(photos) and score_matches(matches, photos["label_group"]).mean_f1 > 0.8
+
+
+def test_title_only_data_fits_and_matches_without_images():
+    df, _ = _listings(n_groups=50)
+    matcher = fit_matcher(df.assign(image_path=None), title_model=None, grid=FAST, progress=False)
+    assert "image" not in matcher.recipe.weights and not matcher.uses_images()
+    assert len(matcher.predict(df, progress=False)) == len(df)
+
+
+def test_selection_round_trips_through_json():
+    table = pd.DataFrame([{"steps": "unit filter", "fold_0": 0.8, "fold_1": 0.9, "mean_f1": 0.85, "std_f1": 0.05,
+                           "mean_precision": 0.9, "mean_recall": 0.8}])
+    selection = Selection(table, Steps(unit_filter=True), {"pair classifier": "one class only"})
+    again = Selection.from_dict(selection.to_dict())
+    assert again.chosen == selection.chosen and again.skipped == selection.skipped
+    assert again.estimate == {"mean_f1": 0.85, "std_f1": 0.05, "mean_precision": 0.9, "mean_recall": 0.8, "folds": 2}

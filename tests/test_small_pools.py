@@ -1,0 +1,65 @@
+"""Kaggle runs the submission notebook on a 3-row public test.csv: every recipe shape must match 0..3 listings
+and pools where no pair reaches the pair classifier's floor, without a crash, every listing with itself."""
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from samesame.fusion import fit_matcher
+from samesame.tuning import TuningGrid
+from test_fusion import _listings
+
+FAST = TuningGrid(pair_trees=20, pair_max_leaf_nodes=7)
+UNRELATED = pd.DataFrame({"posting_id": ["a", "b", "c"], "image": ["a.jpg", "b.jpg", "c.jpg"],   # made up, like
+                          "image_phash": ["0f1e2d3c4b5a6978", "f0e1d2c3b4a59687", "5a5a5a5aa5a5a5a5"],  # Kaggle's 3
+                          "title": ["Tas Kertas Motif Bunga", "Lakban Busa Dua Sisi 12 mm x 5 m",
+                                    "Sarden Kaleng Saus Tomat 425 gr"]})
+
+
+def _image_vectors(df, dim=12, seed=0):
+    rng = np.random.default_rng(seed)
+    return rng.normal(size=(len(df), dim)).astype(np.float32), np.ones(len(df), bool)
+
+
+@pytest.fixture(scope="module")
+def matchers():
+    df, _ = _listings(n_groups=40)
+    images = _image_vectors(df)
+    return {
+        "rule": (fit_matcher(df, title_model=None, grid=FAST, pair_classifier=False, progress=False), False),
+        "pair classifier": (fit_matcher(df, title_model=None, grid=FAST, pair_classifier=True, progress=False), False),
+        "pair classifier + images": (fit_matcher(df, image_embeddings=images, title_model=None, grid=FAST,
+                                                 pair_classifier=True, progress=False), True),
+    }
+
+
+@pytest.mark.parametrize("shape", ["rule", "pair classifier", "pair classifier + images"])
+@pytest.mark.parametrize("n", [0, 1, 2, 3])
+def test_small_pools_match_every_listing_with_itself(matchers, shape, n):
+    matcher, uses_images = matchers[shape]
+    pool = UNRELATED.iloc[:n].reset_index(drop=True)
+    matches = matcher.predict(pool, image_embeddings=_image_vectors(pool) if uses_images else None, progress=False)
+    assert [m.tolist()[0] for m in matches] == list(range(n))
+    assert all(len(m) >= 1 for m in matches)
+
+
+def test_a_pool_where_no_pair_reaches_the_floor_leaves_everyone_alone(matchers):
+    matcher, _ = matchers["pair classifier"]
+    step = matcher.recipe.pair_classifier
+    assert step.floor is not None
+    matches = matcher.predict(UNRELATED, progress=False)     # unrelated titles: fused scores far below the floor
+    assert [m.tolist() for m in matches] == [[0], [1], [2]]
+
+
+def test_a_matcher_fitted_with_images_refuses_to_predict_without_them(matchers):
+    matcher, _ = matchers["pair classifier + images"]
+    with pytest.raises(ValueError, match="fitted with image similarities.*embed_for_matcher"):
+        matcher.predict(UNRELATED, progress=False)
+
+
+def test_a_frame_without_the_title_or_phash_column_is_refused_with_the_fix(matchers):
+    matcher, _ = matchers["rule"]
+    with pytest.raises(ValueError, match=r"no \['title'\] column.*load_dataset"):
+        matcher.predict(UNRELATED.drop(columns="title"), progress=False)
+    with pytest.raises(ValueError, match=r"no \['image_phash'\] column"):
+        matcher.predict(UNRELATED.drop(columns="image_phash"), progress=False)
