@@ -1,10 +1,14 @@
 """The fine-tuned e5 title encoder on toy groups: it learns, embeds any title, and saves/loads exactly."""
 
+import json
+import shutil
+
 import numpy as np
 import pytest
 
 from samesame.neighbors import knn
-from samesame.title_model import TitleEncoder, TitleModelConfig, _length_batches, fitted_encoder
+from samesame.title_model import (BrokenEncoderError, TitleEncoder, TitleModelConfig, _length_batches,
+                                  fitted_encoder)
 
 WORDS = ["kopi", "teh", "gula", "sabun", "sepatu", "kaos", "tas", "jam", "lampu", "kabel", "botol", "piring"]
 NOISE = ["promo", "murah", "ready", "stock", "original", "termurah", "grosir", "diskon", "best", "seller",
@@ -111,3 +115,72 @@ def test_a_cached_encoder_saved_without_a_centre_gets_it_from_its_training_title
     again = fitted_encoder(titles, labels, cfg, tmp_path, progress=False)
     np.testing.assert_allclose(again.centre, first.centre, atol=1e-5)
     assert json.loads(training.read_text())["centre"] is not None          # saved back to the cache
+
+
+UNTRAINED = TitleModelConfig(train_layers=1, epochs=0)   # no training: the cache tests cost no fitting
+
+
+@pytest.fixture(scope="module")
+def cached(tmp_path_factory):
+    """A title-encoder cache folder written by fitted_encoder (untrained, so fast), and its titles and labels."""
+    titles, labels = _toy_groups(np.random.default_rng(5), n_groups=4, per_group=2)
+    cache = tmp_path_factory.mktemp("cache")
+    fitted_encoder(titles, labels, UNTRAINED, cache, progress=False)
+    (folder,) = cache.glob("title-e5-*")
+    return folder, titles, labels
+
+
+def test_a_truncated_cache_warns_with_its_path_then_is_retrained_and_overwritten(cached, tmp_path, monkeypatch):
+    """A write killed midway used to leave a 96-byte upper.weights.h5 that failed every later fit."""
+    folder, titles, labels = cached
+    shutil.copytree(folder, tmp_path / folder.name)
+    weights = tmp_path / folder.name / "upper.weights.h5"
+    weights.write_bytes(weights.read_bytes()[:96])
+    fits = []
+    real_fit = TitleEncoder.fit
+    monkeypatch.setattr(TitleEncoder, "fit", lambda self, *a, **k: fits.append(1) or real_fit(self, *a, **k))
+    with pytest.warns(UserWarning, match=f"{weights}: unreadable title-encoder cache \\(OSError: .*truncated file"
+                                         ".*training it again and overwriting it"):
+        fitted_encoder(titles, labels, UNTRAINED, tmp_path, progress=False)
+    assert fits == [1]
+    assert weights.stat().st_size == (folder / "upper.weights.h5").stat().st_size     # whole again
+    assert sorted(p.name for p in tmp_path.iterdir()) == [folder.name]                # no .tmp left over
+
+
+@pytest.mark.parametrize("damage, file, reason", [
+    (lambda f: shutil.rmtree(f), "", "the folder does not exist"),
+    (lambda f: (f / "config.json").unlink(), "config.json", "FileNotFoundError"),
+    (lambda f: (f / "config.json").write_text('{"train_layers": 1,'), "config.json", "JSONDecodeError"),
+    (lambda f: (f / "config.json").write_text('{"train_layers": "1"}'), "config.json",
+     "train_layers = '1', expected int"),
+    (lambda f: (f / "training.json").write_text("[]"), "training.json", "a JSON object with loss"),
+    (lambda f: (f / "training.json").write_text('{"loss": []}'), "training.json", r"no \['epoch_seconds'\]"),
+    (lambda f: (f / "upper.weights.h5").write_bytes(b"\x89HDF\r\n"), "upper.weights.h5", "OSError"),
+], ids=["no-folder", "no-config", "config-not-json", "config-type", "training-list", "training-keys", "weights"])
+def test_loading_a_broken_folder_names_the_file_and_the_fix(cached, tmp_path, damage, file, reason):
+    folder = shutil.copytree(cached[0], tmp_path / "title_encoder")
+    damage(folder)
+    path = folder / file if file else folder
+    with pytest.raises(BrokenEncoderError, match=f"{path}: cannot load the saved title encoder \\(.*{reason}"
+                                                 f".*\\). Refit it \\(make fit\\), or delete {folder}"):
+        TitleEncoder.load(folder)
+
+
+def test_a_save_killed_midway_leaves_the_old_folder_and_the_next_save_works(cached, tmp_path, monkeypatch):
+    folder = shutil.copytree(cached[0], tmp_path / "title_encoder")
+    before = {p.name: p.read_bytes() for p in folder.iterdir()}
+    encoder = TitleEncoder.load(folder)
+
+    def killed(path):
+        path.write_bytes(b"\x89HDF" + bytes(92))   # the 96 bytes a killed write left
+        raise KeyboardInterrupt("simulated kill")
+
+    monkeypatch.setattr(encoder.upper, "save_weights", killed)
+    with pytest.raises(KeyboardInterrupt):
+        encoder.save(folder)
+    assert {p.name: p.read_bytes() for p in folder.iterdir()} == before
+    monkeypatch.undo()
+    encoder.history = [1.0]
+    encoder.save(folder)                             # the stray title_encoder.tmp does not get in the way
+    assert json.loads((folder / "training.json").read_text())["loss"] == [1.0]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["title_encoder"]

@@ -25,8 +25,12 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
+import shutil
 import time
-from dataclasses import asdict, dataclass
+import warnings
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from typing import Iterator, Sequence
 
@@ -336,25 +340,90 @@ class TitleEncoder:
 
     def save(self, directory: str | Path) -> None:
         """config.json, training.json (loss, seconds per epoch, centre) and the top layers (upper.weights.h5);
-        the frozen rest is the package's weights."""
-        directory = Path(directory)
-        directory.mkdir(parents=True, exist_ok=True)
-        (directory / "config.json").write_text(json.dumps(asdict(self.config), indent=1))
-        centre = None if self.centre is None else self.centre.tolist()
-        (directory / "training.json").write_text(json.dumps({"loss": self.history, "epoch_seconds": self.epoch_seconds,
-                                                             "centre": centre}))
-        self.upper.save_weights(directory / "upper.weights.h5")
+        the frozen rest is the package's weights. ``directory`` is replaced as a whole (see :func:`replaced_folder`)."""
+        with replaced_folder(directory) as tmp:
+            (tmp / "config.json").write_text(json.dumps(asdict(self.config), indent=1))
+            centre = None if self.centre is None else self.centre.tolist()
+            (tmp / "training.json").write_text(json.dumps({"loss": self.history, "epoch_seconds": self.epoch_seconds,
+                                                           "centre": centre}))
+            self.upper.save_weights(tmp / "upper.weights.h5")
 
     @classmethod
     def load(cls, directory: str | Path) -> "TitleEncoder":
+        """What :meth:`save` wrote; a missing or damaged file raises :class:`BrokenEncoderError` naming it."""
         directory = Path(directory)
-        encoder = cls(TitleModelConfig(**json.loads((directory / "config.json").read_text())))
-        encoder.upper.load_weights(directory / "upper.weights.h5")
-        training = json.loads((directory / "training.json").read_text())
+        if not directory.is_dir():
+            raise BrokenEncoderError(directory, "the folder does not exist")
+        config = _read_part(directory, "config.json", _parse_config)
+        training = _read_part(directory, "training.json", _parse_training)
+        encoder = cls(config)
+        _read_part(directory, "upper.weights.h5", encoder.upper.load_weights)
         encoder.history, encoder.epoch_seconds = training["loss"], training["epoch_seconds"]
-        if training.get("centre") is not None:
-            encoder.centre = np.asarray(training["centre"], dtype=np.float32)
+        encoder.centre = training["centre"]
+        hidden = encoder.weights.config.hidden
+        if encoder.centre is not None and encoder.centre.shape != (hidden,):
+            raise BrokenEncoderError(directory, f"centre has shape {encoder.centre.shape}, expected ({hidden},)",
+                                     "training.json")
         return encoder
+
+
+class BrokenEncoderError(ValueError):
+    """A saved title encoder's folder is missing, lacks a file or holds a damaged one; ``path`` says which."""
+
+    def __init__(self, folder: Path, reason: str, file: str | None = None):
+        self.path, self.reason = folder / file if file else folder, reason
+        super().__init__(f"{self.path}: cannot load the saved title encoder ({reason}). Refit it (make fit), or "
+                         f"delete {folder} and run again so that it is retrained")
+
+
+def _read_part(folder: Path, file: str, read):
+    """``read(folder / file)``, any failure turned into a :class:`BrokenEncoderError` naming the file."""
+    try:
+        return read(folder / file)
+    except (OSError, ValueError, KeyError, TypeError) as err:
+        raise BrokenEncoderError(folder, f"{type(err).__name__}: {err}", file) from err
+
+
+def _parse_config(path: Path) -> TitleModelConfig:
+    """config.json with every field of the type of its default (a string would fail deep inside Keras)."""
+    config = TitleModelConfig(**json.loads(path.read_text()))
+    for f in fields(config):
+        value = getattr(config, f.name)
+        if isinstance(value, bool) or not isinstance(value, int if isinstance(f.default, int) else (int, float)):
+            raise ValueError(f"{f.name} = {value!r}, expected {type(f.default).__name__}")
+    return config
+
+
+def _parse_training(path: Path) -> dict:
+    """training.json with its loss and epoch times; ``centre`` as a finite float32 vector or None."""
+    training = json.loads(path.read_text())
+    if not isinstance(training, dict):
+        raise ValueError(f"a JSON object with loss, epoch_seconds and centre expected, got {training!r}")
+    missing = [k for k in ("loss", "epoch_seconds") if k not in training]
+    if missing:
+        raise KeyError(f"no {missing}")
+    centre = training.get("centre")
+    if centre is not None:
+        centre = np.asarray(centre, dtype=np.float32)
+        if centre.ndim != 1 or not np.isfinite(centre).all():
+            raise ValueError("centre is not a vector of finite numbers")
+    return {**training, "centre": centre}
+
+
+@contextmanager
+def replaced_folder(folder: str | Path) -> Iterator[Path]:
+    """A fresh sibling ``<folder>.tmp`` to write into, which then replaces ``folder`` as a whole.
+
+    A run killed while writing leaves the old folder (or none) and a stray ``.tmp`` that the next
+    write clears, never a half-written folder (a 96-byte weights file used to fail every later fit).
+    """
+    folder = Path(folder)
+    tmp = folder.with_name(folder.name + ".tmp")
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
+    yield tmp
+    shutil.rmtree(folder, ignore_errors=True)
+    os.replace(tmp, folder)
 
 
 def fitted_encoder(titles: Sequence[str], labels: Sequence, config: TitleModelConfig = TitleModelConfig(),
@@ -364,13 +433,26 @@ def fitted_encoder(titles: Sequence[str], labels: Sequence, config: TitleModelCo
     titles = [str(t) for t in titles]
     key = hashlib.sha1(json.dumps([titles, [str(x) for x in labels], asdict(config)]).encode()).hexdigest()[:16]
     folder = Path(cache_dir) / f"title-e5-{key}" if cache_dir else None
-    if folder is not None and (folder / "upper.weights.h5").exists():
-        encoder = TitleEncoder.load(folder)
-        if encoder.centre is not None or not encoder.history:
-            return encoder
+    encoder = _cached(folder)
+    if encoder is not None and (encoder.centre is not None or not encoder.history):
+        return encoder
+    if encoder is not None:
         encoder.centre = encoder.embed(titles, progress=progress).mean(0)   # cached before encoders had a centre
     else:
         encoder = TitleEncoder(config).fit(titles, labels, progress)
     if folder is not None:
         encoder.save(folder)
     return encoder
+
+
+def _cached(folder: Path | None) -> TitleEncoder | None:
+    """The encoder cached in ``folder``, or None: none there, or one that cannot be loaded (a warning names
+    the file and why; it is then retrained and overwritten, since a cache can always be rebuilt)."""
+    if folder is None or not folder.exists():
+        return None
+    try:
+        return TitleEncoder.load(folder)
+    except BrokenEncoderError as err:
+        warnings.warn(f"{err.path}: unreadable title-encoder cache ({err.reason}); training it again and "
+                      "overwriting it", stacklevel=3)
+        return None
