@@ -199,7 +199,8 @@ class _Checker:
         return weights
 
     def blend(self, d) -> Blend:
-        d = self.mapping(d, "blend", required=("weights", "threshold"), known=[f.name for f in dataclasses.fields(Blend)])
+        d = self.mapping(d, "blend", required=("weights", "threshold"),
+                         known=[f.name for f in dataclasses.fields(Blend)])
         top = d.get("top", Blend.top)
         if isinstance(top, bool) or not isinstance(top, int) or top < 1:
             self.fail("blend.top", top, "an integer >= 1 (neighbours averaged)")
