@@ -262,17 +262,37 @@ class Matcher:
 
     @classmethod
     def load(cls, folder: str | Path) -> "Matcher":
-        """The matcher :meth:`save` wrote (raises with the reason when the folder is incomplete or too new)."""
+        """The matcher :meth:`save` wrote. A missing, damaged, edited or too-new file raises an error naming
+        that file and the fix (FileNotFoundError when absent, else ValueError; see also Recipe.load,
+        TitleEncoder.load and PairClassifier.load), checked before the slow parts are loaded."""
         folder = Path(folder)
-        meta_file = folder / "matcher.json"
-        if not meta_file.exists():
+        meta_file, recipe_file = folder / "matcher.json", folder / "recipe.json"
+        refit = "refit and save the matcher (make fit)"
+        if not meta_file.is_file():
             raise FileNotFoundError(f"{meta_file} not found: fit and save a matcher first (make fit)")
-        meta = json.loads(meta_file.read_text())
-        if meta.get("format") != MATCHER_FORMAT:
-            raise ValueError(f"{folder}: matcher format {meta.get('format')}, this samesame reads {MATCHER_FORMAT}; refit")
-        tc = meta["tfidf_config"]
-        tfidf_config = TfidfConfig(**{**tc, "char_ngrams": tuple(tc["char_ngrams"])})
-        encoder = TitleEncoder.load(folder / "title_encoder") if meta["title_encoder"] else None
-        pair_classifier = PairClassifier.load(folder / "pair_classifier") if meta["pair_classifier"] else None
-        return cls(Recipe.load(folder / "recipe.json"), encoder, tfidf_config, int(meta["k"]), pair_classifier,
-                   meta.get("info", {}))
+        try:
+            meta = json.loads(meta_file.read_text())
+        except (json.JSONDecodeError, UnicodeDecodeError) as err:
+            raise ValueError(f"{meta_file} is not valid JSON ({err}); {refit}") from None
+        found = meta.get("format") if isinstance(meta, dict) else meta
+        if found != MATCHER_FORMAT:
+            raise ValueError(f"{meta_file}: matcher format {found!r}, this samesame reads {MATCHER_FORMAT}; {refit}")
+        try:
+            tc, k, info = meta["tfidf_config"], meta["k"], meta.get("info", {})
+            flags = {name: meta[name] for name in ("title_encoder", "pair_classifier")}
+            tfidf_config = TfidfConfig(**{**tc, "char_ngrams": tuple(tc["char_ngrams"])})
+            if isinstance(k, bool) or not isinstance(k, int) or k < 1:
+                raise ValueError(f"k = {k!r}, expected an integer >= 1")
+            if not all(isinstance(v, bool) for v in flags.values()) or not isinstance(info, dict):
+                raise ValueError(f"{flags} and info = {type(info).__name__}: expected true/false flags and an object")
+        except (KeyError, TypeError, ValueError) as err:
+            raise ValueError(f"{meta_file} is not what Matcher.save writes ({type(err).__name__}: {err}); "
+                             f"{refit}") from None
+        recipe = Recipe.load(recipe_file)
+        if flags["pair_classifier"] != (recipe.pair_classifier is not None):
+            raise ValueError(f"{meta_file} says pair_classifier: {str(flags['pair_classifier']).lower()}, but "
+                             f"{recipe_file} has {'a' if recipe.pair_classifier else 'no'} pair_classifier step: the "
+                             f"files come from different fits; {refit}")
+        encoder = TitleEncoder.load(folder / "title_encoder") if flags["title_encoder"] else None
+        pair_classifier = PairClassifier.load(folder / "pair_classifier") if flags["pair_classifier"] else None
+        return cls(recipe, encoder, tfidf_config, k, pair_classifier, info)

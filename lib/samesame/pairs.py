@@ -229,18 +229,36 @@ class PairClassifier:
     @classmethod
     def load(cls, folder: str | Path) -> "PairClassifier":
         """What :meth:`save` wrote; refuses a model pickled by another scikit-learn version (it may not
-        unpickle, or may predict differently) and says which version wrote it."""
+        unpickle, or may predict differently) and says which version wrote it, and names a missing or
+        damaged file."""
         import joblib
         import sklearn
 
         folder = Path(folder)
-        settings = json.loads((folder / "pair_classifier.json").read_text())
-        saved = settings.pop("sklearn")
+        settings_file, models_file = folder / "pair_classifier.json", folder / "models.joblib"
+        refit = "refit the matcher (make fit)"
+        for path in (settings_file, models_file):
+            if not path.is_file():
+                raise FileNotFoundError(f"{path} not found: the saved pair classifier is incomplete; {refit}")
+        try:
+            settings = json.loads(settings_file.read_text())
+            saved = settings.pop("sklearn")
+            classifier = cls(**settings)
+        except (ValueError, KeyError, TypeError, AttributeError) as err:
+            raise ValueError(f"{settings_file} is not what PairClassifier.save writes ({type(err).__name__}: {err}); "
+                             f"{refit}") from None
         if saved != sklearn.__version__:
             raise RuntimeError(f"{folder} was saved with scikit-learn {saved}, this environment has "
                                f"{sklearn.__version__}: install scikit-learn=={saved} or refit the matcher")
         # joblib unpickles: load only matchers this project wrote (runs/<RUN>/models, dist/kaggle)
-        return cls(**settings, models=joblib.load(folder / "models.joblib"))
+        try:
+            classifier.models = joblib.load(models_file)
+        except Exception as err:    # a damaged pickle can fail in any way (EOFError, UnpicklingError, KeyError, ...)
+            raise ValueError(f"{models_file} cannot be loaded ({type(err).__name__}: {err}); {refit}") from None
+        if not isinstance(classifier.models, list) or not classifier.models or not all(
+                isinstance(m, HistGradientBoostingClassifier) for m in classifier.models):
+            raise ValueError(f"{models_file} does not hold the fold models PairClassifier.save writes; {refit}")
+        return classifier
 
     def out_of_fold(self, x: np.ndarray, same: np.ndarray, pair_groups: np.ndarray, feature_names: list[str],
                     folds: int = 3, progress: bool = False) -> np.ndarray:

@@ -127,6 +127,8 @@ class Recipe:
     def load(cls, path: str | Path) -> "Recipe":
         """A saved recipe, checked (see :meth:`from_dict`); unreadable JSON names the file, the line and the fix."""
         path = Path(path)
+        if not path.is_file():
+            raise FileNotFoundError(f"{path} not found: refit with make fit")
         try:
             d = json.loads(path.read_text())
         except json.JSONDecodeError as err:

@@ -1,0 +1,131 @@
+"""A saved matcher folder with a missing, damaged or edited file fails on load with that file's name and the fix."""
+
+import json
+import re
+import shutil
+
+import numpy as np
+import pytest
+from sklearn.ensemble import HistGradientBoostingClassifier
+
+from samesame.matching import Matcher
+from samesame.pairs import PairClassifier
+from samesame.recipe import PairStep, Recipe
+from samesame.title_model import BrokenEncoderError
+
+FEATURES = ["fused", "tfidf"]
+
+
+@pytest.fixture(scope="module")
+def saved(tmp_path_factory):
+    """A matcher with a (tiny, really trained) pair classifier and no title encoder, saved once."""
+    rng = np.random.default_rng(0)
+    x = rng.random((40, len(FEATURES)))
+    model = HistGradientBoostingClassifier(max_iter=2).fit(x, x[:, 0] > 0.5)
+    matcher = Matcher(Recipe({"tfidf": 1.0}, 0.5, pair_classifier=PairStep(0.5, 0.2, 0.1)), None,
+                      pair_classifier=PairClassifier(feature_names=FEATURES, models=[model]))
+    return matcher.save(tmp_path_factory.mktemp("saved") / "matcher")
+
+
+@pytest.fixture
+def folder(saved, tmp_path):
+    """A fresh copy of the saved matcher to damage."""
+    return shutil.copytree(saved, tmp_path / "matcher")
+
+
+def _edit_meta(folder, change):
+    meta = json.loads((folder / "matcher.json").read_text())
+    change(meta)
+    (folder / "matcher.json").write_text(json.dumps(meta))
+
+
+def _raises(error, path, message):
+    return pytest.raises(error, match=f"{re.escape(str(path))}:? {message}")
+
+
+def test_a_whole_folder_loads(folder):
+    matcher = Matcher.load(folder)
+    assert matcher.recipe.pair_classifier == PairStep(0.5, 0.2, 0.1) and matcher.encoder is None
+    assert matcher.pair_classifier.feature_names == FEATURES and len(matcher.pair_classifier.models) == 1
+
+
+@pytest.mark.parametrize("damage, message", [
+    (lambda f: (f / "matcher.json").unlink(), r"not found: fit and save a matcher first \(make fit\)"),
+    (lambda f: (f / "matcher.json").write_text('{"format": 2,'), r"is not valid JSON \(.*line 1.*refit and save"),
+    (lambda f: (f / "matcher.json").write_text("[2]"), r"matcher format \[2\], this samesame reads 2; refit and save"),
+    (lambda f: _edit_meta(f, lambda m: m.update(format=1)), "matcher format 1, this samesame reads 2"),
+    (lambda f: _edit_meta(f, lambda m: m.pop("k")), r"is not what Matcher.save writes \(KeyError: 'k'\); refit"),
+    (lambda f: _edit_meta(f, lambda m: m.update(k="50")), r"is not what Matcher.save writes \(ValueError: k = '50', expected an integer >= 1\)"),
+    (lambda f: _edit_meta(f, lambda m: m.update(title_encoder="no")), "is not what .*expected true/false flags"),
+    (lambda f: _edit_meta(f, lambda m: m.update(tfidf_config=[1])), r"is not what Matcher.save writes \(TypeError"),
+    (lambda f: _edit_meta(f, lambda m: m["tfidf_config"].update(ngram=3)), "is not what Matcher.save writes"),
+], ids=["missing", "not-json", "a-list", "old-format", "no-k", "k-text", "flag-text", "tfidf-list", "tfidf-key"])
+def test_a_bad_matcher_json_names_itself_and_the_fix(folder, damage, message):
+    damage(folder)
+    with _raises((FileNotFoundError, ValueError), folder / "matcher.json", message):
+        Matcher.load(folder)
+
+
+@pytest.mark.parametrize("damage, error, message", [
+    (lambda f: (f / "recipe.json").unlink(), FileNotFoundError, "not found: refit with make fit"),
+    (lambda f: (f / "recipe.json").write_text("{"), ValueError, r"is not valid JSON \(.*\): refit with make fit"),
+    (lambda f: (f / "recipe.json").write_text('{"weights": {"tfidf": 1}, "threshold": 0.5, "unit_filter": "false",'
+                                              ' "pair_classifier": {"threshold": 0.5}}'),
+     ValueError, "recipe key 'unit_filter' = \"false\" is not valid"),
+])
+def test_a_bad_recipe_json_names_itself(folder, damage, error, message):
+    damage(folder)
+    with _raises(error, folder / "recipe.json", message):
+        Matcher.load(folder)
+
+
+def test_matcher_json_and_recipe_json_from_different_fits_are_refused(folder):
+    _edit_meta(folder, lambda m: m.update(pair_classifier=False))
+    with pytest.raises(ValueError, match=f"{re.escape(str(folder / 'matcher.json'))} says pair_classifier: false, but "
+                                         f"{re.escape(str(folder / 'recipe.json'))} has a pair_classifier step"):
+        Matcher.load(folder)
+
+
+@pytest.mark.parametrize("damage, path, message", [
+    (lambda f: None, "title_encoder", r"cannot load the saved title encoder \(the folder does not exist\)"),
+    (lambda f: (f / "title_encoder").mkdir(), "title_encoder/config.json", r"cannot load .*FileNotFoundError"),
+    (lambda f: (f / "title_encoder").mkdir() or (f / "title_encoder" / "config.json").write_text("{}"),
+     "title_encoder/training.json", r"cannot load .*FileNotFoundError.*Refit it \(make fit\)"),
+], ids=["no-folder", "empty-folder", "no-training"])
+def test_a_missing_or_broken_title_encoder_folder_names_the_file(folder, damage, path, message):
+    _edit_meta(folder, lambda m: m.update(title_encoder=True))
+    damage(folder)
+    with _raises(BrokenEncoderError, folder / path, message):
+        Matcher.load(folder)
+
+
+@pytest.mark.parametrize("damage, file, error, message", [
+    (lambda f: shutil.rmtree(f), "pair_classifier.json", FileNotFoundError, "not found: the saved pair classifier"),
+    (lambda f: (f / "models.joblib").unlink(), "models.joblib", FileNotFoundError, "not found: .*refit the matcher"),
+    (lambda f: (f / "models.joblib").write_bytes((f / "models.joblib").read_bytes()[:50]), "models.joblib",
+     ValueError, r"cannot be loaded \(.*\); refit the matcher \(make fit\)"),
+    (lambda f: (f / "models.joblib").write_bytes(__import__("pickle").dumps([1])), "models.joblib",
+     ValueError, "does not hold the fold models"),
+    (lambda f: (f / "pair_classifier.json").write_text("{}"), "pair_classifier.json",
+     ValueError, r"is not what PairClassifier.save writes \(KeyError: 'sklearn'\)"),
+    (lambda f: (f / "pair_classifier.json").write_text('"text"'), "pair_classifier.json",
+     ValueError, r"is not what PairClassifier.save writes \(AttributeError"),
+], ids=["no-folder", "no-models", "truncated-models", "not-models", "no-version", "a-string"])
+def test_a_broken_pair_classifier_folder_names_the_file(folder, damage, file, error, message):
+    damage(folder / "pair_classifier")
+    with _raises(error, folder / "pair_classifier" / file, message):
+        Matcher.load(folder)
+
+
+def test_a_half_written_tmp_sibling_does_not_break_the_next_save(saved, tmp_path):
+    """A save killed midway leaves ``matcher.tmp``: the next save clears it and replaces the folder whole."""
+    matcher = Matcher.load(saved)
+    folder = tmp_path / "matcher"
+    stale = tmp_path / "matcher.tmp"
+    (stale / "title_encoder").mkdir(parents=True)
+    (stale / "recipe.json").write_text("{")
+    (stale / "title_encoder" / "upper.weights.h5").write_bytes(bytes(96))
+    matcher.save(folder)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["matcher"]
+    assert sorted(p.name for p in folder.iterdir()) == ["matcher.json", "pair_classifier", "recipe.json"]
+    assert Matcher.load(folder).recipe == matcher.recipe
