@@ -114,3 +114,52 @@ def test_real_dev_table_loads(shopee_dev):
     assert group_sizes(ds.train).loc[2] == 4892
     assert not ds.train["title"].str.contains(r"\\x[0-9a-f]{2}", regex=True).any()
     assert ds.image_counts()["test"] == 3
+
+
+@pytest.mark.parametrize("labels, expected", [
+    (["9007199254740992", "9007199254740993", "7.0"], [2**53, 2**53 + 1, 7]),    # float would merge the first two
+    (["-9223372036854775808", "9223372036854775807", " 12 "], [-2**63, 2**63 - 1, 12]),
+    (["1e3", "+5", "0007"], [1000, 5, 7]),
+])
+def test_label_groups_are_parsed_exactly_never_through_float(tmp_path, labels, expected):
+    path = tmp_path / "train.csv"
+    path.write_text(HEADER + "".join(GOOD.format(i=i).replace(",1\n", f",{g}\n") for i, g in enumerate(labels)))
+    groups = read_listings(path, labelled=True)["label_group"]
+    assert groups.dtype == "int64" and groups.tolist() == expected
+
+
+@pytest.mark.parametrize("label, message", [
+    ("9223372036854775808", "label_group outside the 64-bit integer range"),
+    ("-18446744073709551616", "label_group outside the 64-bit integer range"),
+    ("1e999999999", "label_group outside the 64-bit integer range"),
+    ("7.5", "label_group is not an integer"),
+    ("1_000", "label_group is not an integer"),
+    ("nan", "label_group is not an integer"),
+])
+def test_label_groups_beyond_int64_or_not_whole_are_refused_with_the_line(tmp_path, label, message):
+    """Beyond int64 they all became -2**63 (one group); refused with the file, the line and the fix instead."""
+    path = tmp_path / "train.csv"
+    path.write_text(HEADER + GOOD.format(i=1) + GOOD.format(i=2).replace(",1\n", f",{label}\n"))
+    with pytest.raises(DataError, match=f"{path}: 1 row\\(s\\) with {message}.*: line 3 \\('train_2'\\); "):
+        read_listings(path, labelled=True)
+
+
+def test_a_short_row_is_refused_but_an_empty_title_field_loads(tmp_path):
+    path = tmp_path / "test.csv"
+    header = "posting_id,image,image_phash,title\n"
+    path.write_text(header + "test_1,a.jpg,94974f937d4c2433,\n" + "test_2,b.jpg,94974f937d4c2433,kopi\n")
+    assert read_listings(path, labelled=False)["title"].tolist() == ["", "kopi"]   # image-only data: legal
+    path.write_text(header + "test_1,a.jpg,94974f937d4c2433,\n" + "test_2,b.jpg,94974f937d4c2433\n"
+                    + 'test_3,c.jpg,94974f937d4c2433,"two\nlines"\n' + "test_4,d.jpg\n")
+    with pytest.raises(DataError, match=f"{path}: 2 row\\(s\\) with fewer fields than the header's 4: "
+                                        r"line 3 \(3 fields\), line 6 \(2 fields\)\. A field or its comma was lost"):
+        read_listings(path, labelled=False)
+
+
+def test_a_non_utf8_byte_is_reported_at_its_own_line(tmp_path):
+    path = tmp_path / "train.csv"
+    body = "".join(GOOD.format(i=i) for i in range(39)) + "train_x,x.jpg,94974f937d4c2433,caf\xe9 susu,1\n"
+    path.write_bytes((HEADER + body + GOOD.format(i=99)).encode("latin-1"))
+    with pytest.raises(DataError, match=f"{path}: line 41 is not UTF-8 text \\(byte 0xe9, byte 35 of that line\\)\\. "
+                                        "Re-save it as UTF-8"):
+        read_listings(path, labelled=True)

@@ -14,6 +14,8 @@ matched by its title and the csv's ``image_phash``.
 from __future__ import annotations
 
 import codecs
+import csv
+import decimal
 import hashlib
 import re
 import warnings
@@ -31,6 +33,9 @@ SOLUTION_FILE = "test_solution.csv"
 _ESCAPES = re.compile(r"(?:\\x[0-9a-fA-F]{2})+")
 _HEX16 = re.compile(r"^[0-9a-f]{16}$")
 _PARSER_LINE = re.compile(r"(?:in line (\d+)|starting at row (\d+))")
+_NUMBER = re.compile(r"^[+-]?(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?$")
+INT64 = (-2**63, 2**63 - 1)
+REFETCH = "re-download it (make data) or regenerate the sample (make sample)"
 
 
 class DataError(ValueError):
@@ -65,9 +70,9 @@ def read_listings(csv_path: str | Path, *, labelled: bool, image_dir: str | Path
     """Read and validate one listings csv; titles decoded, ``image_path`` resolved (None when absent).
 
     Raises :class:`DataError` naming the file, the rows and the fix for: a missing,
-    empty or malformed file (unterminated quote, rows longer than the header, not
-    text at all), missing or unexpected columns, duplicate posting ids, phashes that
-    are not 16 hex digits, non-integer label groups.
+    empty or malformed file (unterminated quote, rows longer or shorter than the
+    header, not UTF-8 text), missing or unexpected columns, duplicate posting ids,
+    phashes that are not 16 hex digits, label groups that are not integers within int64.
     """
     csv_path = Path(csv_path)
     expected = TRAIN_COLUMNS if labelled else TEST_COLUMNS
@@ -82,27 +87,48 @@ def read_listings(csv_path: str | Path, *, labelled: bool, image_dir: str | Path
     _check_rows(df, ~df["image_phash"].str.match(_HEX16), csv_path,
                 "image_phash is not 16 hex digits", "recompute them as str(imagehash.phash(image))")
     if labelled:
-        groups = pd.to_numeric(df["label_group"], errors="coerce")
-        _check_rows(df, groups.isna() | (groups % 1 != 0), csv_path,
-                    "label_group is not an integer", "every train row needs its integer label_group")
-        df["label_group"] = groups.astype(np.int64)
+        df["label_group"] = _label_groups(df, csv_path)
     df["title"] = df["title"].map(decode_title)
     df["image_path"] = _resolve_images(df["image"], image_dir)
     return df[expected + ["image_path"]]
 
 
+def _label_groups(df: pd.DataFrame, path: Path) -> pd.Series:
+    """label_group as int64, parsed exactly from its text: digits, or an exact decimal such as "7.0".
+
+    Never through float: 2**53 and 2**53 + 1 would become one group, and every value beyond
+    int64 the same -2**63; groups merged that way are wrong matches no later step can notice.
+    """
+    exact = {text: _integer(text) for text in df["label_group"].unique()}
+    values = df["label_group"].map(exact)
+    _check_rows(df, values.isna(), path, "label_group is not an integer",
+                "every train row needs its integer label_group")
+    _check_rows(df, ~values.map(lambda v: INT64[0] <= v <= INT64[1]), path,
+                "label_group outside the 64-bit integer range [-2**63, 2**63 - 1]",
+                "renumber the groups (one id per product, below 2**63); they are ids, only equality matters")
+    return values.map(int).astype(np.int64)
+
+
+def _integer(text: str) -> decimal.Decimal | None:
+    """The integer ``text`` states exactly ("7", "-7", "7.0", "7e3"), as a Decimal; None when it is no number or
+    not a whole one. A Decimal, not an int, so that "1e999999999" costs nothing before its range is checked."""
+    if not _NUMBER.match(text.strip()):
+        return None
+    value = decimal.Decimal(text.strip())
+    return value if value == value.to_integral_value() else None
+
+
 def _read_csv(path: Path) -> pd.DataFrame:
     """pandas' csv parser, its errors turned into a DataError naming the file, the line and the fix."""
-    fix = "re-download it (make data) or regenerate the sample (make sample)"
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("error", pd.errors.ParserWarning)   # longer rows would silently lose fields
-            return pd.read_csv(path, dtype={c: str for c in TEST_COLUMNS}, keep_default_na=False, index_col=False)
+            df = pd.read_csv(path, dtype={c: str for c in TRAIN_COLUMNS}, keep_default_na=False, index_col=False)
     except pd.errors.EmptyDataError:
-        raise DataError(f"{path} is empty: {fix}.") from None
+        raise DataError(f"{path} is empty: {REFETCH}.") from None
     except pd.errors.ParserWarning:
         raise DataError(f"{path}: the data rows have more fields than the header (line 1): a comma inside an "
-                        f"unquoted title, or the wrong file; quote such titles or {fix}.") from None
+                        f"unquoted title, or the wrong file; quote such titles or {REFETCH}.") from None
     except pd.errors.ParserError as err:
         found = _PARSER_LINE.search(str(err))
         where = ("line ?" if not found else f"line {found.group(1)}" if found.group(1)
@@ -113,11 +139,50 @@ def _read_csv(path: Path) -> pd.DataFrame:
         else:
             problem, repair = "the fields do not match the header", "quote the title that holds a comma"
         raise DataError(f"{path}: not a well-formed csv, {problem} at {where} ({detail}). Fix that line: {repair}; "
-                        f"if the file is not the competition's csv, {fix}.") from None
+                        f"if the file is not the competition's csv, {REFETCH}.") from None
+    except UnicodeDecodeError:
+        raise DataError(_not_utf8(path)) from None
+    _check_field_counts(path, len(df.columns))
+    return df
+
+
+def _not_utf8(path: Path) -> str:
+    """Where the first non-UTF-8 byte is (pandas reports an offset within the chunk it was decoding)."""
+    data = path.read_bytes()
+    where = "it is not UTF-8 text"
+    try:
+        data.decode("utf-8")
     except UnicodeDecodeError as err:
-        line = path.read_bytes()[:err.start].count(b"\n") + 1
-        raise DataError(f"{path}: line {line} is not UTF-8 text (byte {err.start}), so this is not a csv (a binary "
-                        f"or compressed file renamed .csv?). Unzip the download first, or {fix}.") from None
+        line, column = data.count(b"\n", 0, err.start) + 1, err.start - data.rfind(b"\n", 0, err.start)
+        where = f"line {line} is not UTF-8 text (byte 0x{data[err.start]:02x}, byte {column} of that line)"
+    return (f"{path}: {where}. Re-save it as UTF-8 if an editor wrote it as Latin-1 or cp1252. Unzip the "
+            f"download first if it is a compressed file renamed .csv, or {REFETCH}.")
+
+
+def _check_field_counts(path: Path, width: int) -> None:
+    """Refuse records with fewer fields than the header, naming their lines.
+
+    pandas fills the missing fields with "" (the dtype is str), which reads like a legal empty
+    title: a line cut short would silently become a listing with no title. An empty last field
+    (``a,b,c,``) still counts as a field.
+    """
+    short = []
+    with open(path, newline="", encoding="utf-8-sig") as f:
+        reader = csv.reader(f)
+        next(reader)                                   # the header
+        start = reader.line_num + 1
+        try:
+            for record in reader:
+                if record and len(record) < width:
+                    short.append(f"line {start} ({len(record)} fields)")
+                start = reader.line_num + 1
+        except csv.Error as err:                       # e.g. a field over csv's size limit: no listing csv
+            raise DataError(f"{path}: line {start} is not a csv record ({err}); {REFETCH}.") from None
+    if short:
+        raise DataError(f"{path}: {len(short)} row(s) with fewer fields than the header's {width}: "
+                        f"{', '.join(short[:5])}{' ...' if len(short) > 5 else ''}. A field or its comma was lost "
+                        "(an empty title is still written as an empty field: id,image,phash,): restore it on those "
+                        f"lines, or {REFETCH}.")
 
 
 def _check_columns(df: pd.DataFrame, expected: list[str], path: Path) -> None:
