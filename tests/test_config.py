@@ -98,3 +98,79 @@ def test_make_all_with_a_misspelt_key_fails_before_running_anything(tmp_path):
     assert done.returncode != 0
     assert f"config error: {profile}: unknown key 'params.finetune_epoch' (did you mean 'params.finetune_epochs'?)" in done.stderr
     assert not (REPO / "runs" / "typo-test").exists()
+
+
+@pytest.mark.parametrize("profile, change, message", [
+    ("tiny", lambda c: c["params"].update(n_gallery_groups=-1), "params.n_gallery_groups = -1 is not valid: "
+                                                                "expected an integer >= 1"),
+    ("tiny", lambda c: c["params"].update(n_gallery_groups="two"), "params.n_gallery_groups = 'two' is str: "
+                                                                   "expected an integer, like 4 in "),
+    ("tiny", lambda c: c["params"].update(n_gallery_groups=True), "params.n_gallery_groups = True is bool"),
+    ("tiny", lambda c: c["params"].update(n_gallery_groups=None), "params.n_gallery_groups = None is null"),
+    ("tiny", lambda c: c["params"].update(phash_max_threshold=-5), "params.phash_max_threshold = -5 is not valid: "
+                                                                   "expected a Hamming distance in 0..64"),
+    ("gpu", lambda c: c["params"].update(fusion_grid={"thresholds": [0.95, 0.2, 0.01]}),
+     r"params.fusion_grid.thresholds = \[0.95, 0.2, 0.01\] is not valid: expected \[start, stop, step\] with -1 <="),
+    ("gpu", lambda c: c["params"].update(fusion_grid={"probabilities": [0.05, 0.95, 0]}),
+     r"params.fusion_grid.probabilities = \[0.05, 0.95, 0\] is not valid"),
+    ("gpu", lambda c: c["params"].update(fusion_grid={"thresholds": [0.2, "0.9", 0.01]}),
+     r"params.fusion_grid.thresholds = \[0.2, '0.9', 0.01\] holds '0.9' \(str\): expected every item to be a number"),
+    ("gpu", lambda c: c["params"].update(fusion_grid={"pair_trees": "twenty"}),
+     "params.fusion_grid.pair_trees = 'twenty' is str: expected an integer, like 300"),
+    ("gpu", lambda c: c["params"]["title_encoder"].update(epochs="2"),
+     "params.title_encoder.epochs = '2' is str: expected an integer, like 6"),
+    ("gpu", lambda c: c["params"]["title_encoder"].update(learning_rate="5e-5"),
+     r"params.title_encoder.learning_rate = '5e-5' is str \(YAML reads a number like 5e-5 as text: write 5.0e-5\)"),
+    ("gpu", lambda c: c["params"]["title_encoder"].update(learning_rate=float("nan")),
+     "params.title_encoder.learning_rate = nan is not valid: expected a number > 0"),
+    ("gpu", lambda c: c["params"]["title_encoder"].update(train_layers=13),
+     r"params.title_encoder.train_layers = 13 is not valid: expected 0..12 \(e5-small has 12 layers\)"),
+    ("kaggle", lambda c: c["params"].update(split_test_fraction=1), "params.split_test_fraction = 1 is not valid: "
+                                                                    r"expected a number in \(0, 1\)"),
+    ("kaggle", lambda c: c["params"].update(train_seed=-1),
+     "params.train_seed = -1 is not valid: expected an integer >= 0"),
+    ("kaggle", lambda c: c["params"].update(image_size="big"), "params.image_size = 'big' is not valid: expected an "
+                                                               "integer >= 1"),
+    ("kaggle", lambda c: c["params"].update(fusion_tuning={"blend": "yes"}),
+     "params.fusion_tuning.blend = 'yes' is not valid: expected true, false or null"),
+    ("kaggle", lambda c: c["params"].update(finetune_epochs=[3, 0]), r"params.finetune_epochs = \[3, 0\] is not valid"),
+    ("kaggle", lambda c: c["params"].update(backbones="vgg16"), "params.backbones = 'vgg16' is str: expected a list"),
+    ("kaggle", lambda c: c["params"].update(progress="false"),
+     "params.progress = 'false' is str: expected true or false"),
+    ("tiny", lambda c: c["sample"].update(n_groups=0), "sample.n_groups = 0 is not valid: expected an integer >= 1"),
+])
+def test_a_bad_value_stops_the_run_naming_the_file_the_key_and_what_is_expected(configs, profile, change, message):
+    path = configs / f"{profile}.yaml"
+    _edit(path, change)
+    with pytest.raises(ConfigError, match=f"{path}: {message}") as err:
+        load_profile(profile, configs)
+    assert str(err.value).endswith(f" in {path}.")
+
+
+def test_null_stands_where_base_has_null_and_an_int_where_it_has_a_float(configs):
+    _edit(configs / "tiny.yaml", lambda c: c["params"].update(image_size=None, finetune_lr=1, fusion_tuning={
+        "union_phash": False, "blend": True, "unit_filter": None}, fusion_grid={"thresholds": [0, 1, 1]}))
+    params = load_profile("tiny", configs)["params"]
+    assert params["image_size"] is None and params["finetune_lr"] == 1 and params["fusion_tuning"]["blend"] is True
+
+
+def test_base_yaml_itself_is_checked(configs):
+    _edit(configs / "base.yaml", lambda c: c["params"]["fusion_grid"].update(blend_top=0))
+    with pytest.raises(ConfigError, match=f"{configs / 'base.yaml'}: params.fusion_grid.blend_top = 0 is not valid"):
+        load_profile("sample", configs)
+
+
+def test_every_number_and_list_in_base_has_a_value_check():
+    """A new knob gets its range in config.LIMITS, or a bad value of it would fail deep inside a notebook."""
+    from fnmatch import fnmatchcase
+
+    from samesame.config import LIMITS
+
+    def leaves(d, prefix=""):
+        for key, value in d.items():
+            yield from leaves(value, f"{prefix}{key}.") if isinstance(value, dict) else [(f"{prefix}{key}", value)]
+
+    base = load_profile("base")
+    unchecked = [name for name, value in leaves(base) if (isinstance(value, (int, float, list)) or value is None)
+                 and not isinstance(value, bool) and not any(fnmatchcase(name, p) for p, _, _ in LIMITS)]
+    assert unchecked == []
