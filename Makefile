@@ -61,9 +61,20 @@ $(BACKBONE): notebooks/03_backbone_compare.ipynb | $(STAMP) ; $(PIPELINE) --only
 $(FINETUNE): notebooks/04_finetune.ipynb | $(STAMP) ; $(PIPELINE) --only 04_finetune
 $(MATCHER): $(IMAGE_MODEL) | $(STAMP) ; $(FIT)
 
-# offline Kaggle submission: dataset (wheels, weights, fitted matcher) + inference notebook -> dist/kaggle/
+# offline Kaggle submission: dataset (wheels, weights, the fitted matcher of RUN) + inference notebook -> dist/kaggle/
+# RUN must name an existing run; its matcher is fitted (the DAG) only when it has none, never refitted.
 KAGGLE_USER ?= your-kaggle-username
-kaggle: $(STAMP) $(MATCHER)
+KAGGLE_RUNS = $(or $(patsubst runs/%/models/matcher/matcher.json,%,$(wildcard runs/*/models/matcher/matcher.json)),\
+                  no fitted matcher yet (make fit RUN=<name>))
+ifneq ($(filter kaggle,$(MAKECMDGOALS)),)
+ifneq ($(origin RUN),command line)
+$(error make kaggle RUN=<run>: name the run whose matcher to bundle; runs/ has: $(KAGGLE_RUNS))
+endif
+ifeq ($(wildcard $(R)/.),)
+$(error make kaggle RUN=$(RUN): runs/$(RUN) not found; runs/ has: $(KAGGLE_RUNS))
+endif
+endif
+kaggle: $(STAMP) $(if $(wildcard $(MATCHER)),,$(MATCHER))
 	$(PY) -m samesame.kaggle --matcher $(R)/models/matcher --out dist/kaggle --owner $(KAGGLE_USER)
 
 sample: $(STAMP)

@@ -188,6 +188,15 @@ def test_bundle_notebook_runs_offline_under_python_3_12_with_a_kaggle_image(kagg
     pd.testing.assert_frame_equal(sub, _expected(kaggle, test))
 
 
+def test_make_kaggle_needs_a_run_with_a_matcher():
+    cases = {(): "make kaggle RUN=<run>: name the run whose matcher to bundle; runs/ has:",
+             ("RUN=no-such-run-xyz",): "runs/no-such-run-xyz not found; runs/ has:"}
+    env = {k: v for k, v in os.environ.items() if k not in ("MAKEFLAGS", "MFLAGS", "MAKELEVEL", "RUN")}
+    for args, message in cases.items():
+        done = subprocess.run(["make", "-n", "kaggle", *args], cwd=REPO, env=env, capture_output=True, text=True)
+        assert done.returncode != 0 and message in done.stderr, done.stderr
+
+
 def test_template_is_committed_without_outputs():
     nb = json.loads(TEMPLATE.read_text())
     assert all(not c.get("outputs") for c in nb["cells"] if c["cell_type"] == "code")
