@@ -93,9 +93,3 @@ def test_the_pair_rule_keeps_its_empty_weights():
     """PairStep.rule() applies thresholds to probabilities: no signal weights, built in code, never checked."""
     rule = PairStep(0.4, 0.2).rule()
     assert rule.weights == {} and Recipe.from_dict(rule) is rule
-
-
-def test_the_signal_names_are_the_candidates_ones():
-    from samesame.candidates import SIGNALS as CANDIDATE_SIGNALS
-
-    assert set(SIGNALS) == set(CANDIDATE_SIGNALS)

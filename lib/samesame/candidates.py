@@ -24,7 +24,6 @@ from .text import TfidfConfig, normalize_titles, quantities, tfidf_embeddings, u
 from .title_model import TitleEncoder
 
 EMBEDDINGS = ("tfidf", "title", "image")  # blended, cosine signals
-SIGNALS = EMBEDDINGS + ("phash",)
 
 
 @dataclass
@@ -67,6 +66,20 @@ def compute_signals(df: pd.DataFrame, encoder: TitleEncoder | None, tfidf_config
         image_ok = ok & np.isfinite(vectors).all(1) & (np.abs(vectors).sum(1) > 0)
         emb["image"] = np.where(image_ok[:, None], l2_normalize(vectors), 0.0).astype(np.float32)
     return Signals(emb, phash_codes(df["image_phash"].tolist()), image_ok, [quantities(t) for t in titles], titles)
+
+
+def dropped_signals(df: pd.DataFrame, image_embeddings=None) -> dict[str, str]:
+    """The signals these listings cannot give, each with the reason: fusion runs on the rest (a photo-only set
+    has no title signals, a csv without images no image signal), and 06 / metrics.json say what was dropped."""
+    n, dropped = len(df), {}
+    if not any(normalize_titles(df["title"].tolist())):
+        dropped["tfidf"] = dropped["title"] = f"every one of the {n:,} titles is empty"
+    usable = 0 if image_embeddings is None else int(np.asarray(image_embeddings[1], dtype=bool).sum())
+    if image_embeddings is None:
+        dropped["image"] = "no image vectors (use_images is false)"
+    elif usable < 2:
+        dropped["image"] = f"{usable} of {n:,} listings have a usable image: too few to search"
+    return dropped
 
 
 @dataclass

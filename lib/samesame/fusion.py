@@ -33,12 +33,12 @@ import numpy as np
 import pandas as pd
 from tqdm.auto import tqdm
 
-from .candidates import (EMBEDDINGS, SIGNALS, Candidates, Signals, blend_signals, candidate_pairs,  # noqa: F401
-                         compute_signals, embedding_sims)
+from .candidates import (EMBEDDINGS, Candidates, Signals, blend_signals, candidate_pairs,  # noqa: F401
+                         compute_signals, dropped_signals, embedding_sims)
 from .matching import (MATCHER_FORMAT, Matcher, classified_pairs, fused_score, keep_pairs,  # noqa: F401
                        matches_from_pairs, pair_classifier_features, pair_scores, pool_candidates, searched_signals)
 from .metrics import score_matches
-from .recipe import Blend, PairStep, Recipe  # noqa: F401
+from .recipe import SIGNALS, Blend, PairStep, Recipe  # noqa: F401
 from .text import TfidfConfig
 from .title_model import TitleModelConfig
 from .selection import Selection, Steps, fit_matcher  # noqa: F401

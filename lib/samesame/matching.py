@@ -11,8 +11,6 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import os
-import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Sequence
@@ -21,6 +19,7 @@ import numpy as np
 import pandas as pd
 
 from .candidates import Candidates, Signals, blend_signals, candidate_pairs, compute_signals, embedding_sims
+from .files import replaced_folder
 from .metrics import scores_from_counts
 from .neighbors import MAX_MATCHES
 from .pairs import PairClassifier, TitleTokens, pair_features, symmetric_probability
@@ -243,22 +242,17 @@ class Matcher:
     def save(self, folder: str | Path) -> Path:
         """Write ``recipe.json``, ``matcher.json`` (settings, versions, info), ``title_encoder/`` and
         ``pair_classifier.*`` into ``folder`` (replaced as a whole, so no stale file survives)."""
-        folder = Path(folder)
-        tmp = folder.with_name(folder.name + ".tmp")
-        shutil.rmtree(tmp, ignore_errors=True)
-        tmp.mkdir(parents=True)
-        self.recipe.save(tmp / "recipe.json")
-        if self.encoder is not None:
-            self.encoder.save(tmp / "title_encoder")
-        if self.pair_classifier is not None:
-            self.pair_classifier.save(tmp / "pair_classifier")
-        meta = {"format": MATCHER_FORMAT, "name": self.name, "tfidf_config": dataclasses.asdict(self.tfidf_config),
-                "k": self.k, "title_encoder": self.encoder is not None,
-                "pair_classifier": self.pair_classifier is not None, "info": self.info}
-        (tmp / "matcher.json").write_text(json.dumps(meta, indent=2, default=str))
-        shutil.rmtree(folder, ignore_errors=True)
-        os.replace(tmp, folder)
-        return folder
+        with replaced_folder(folder) as tmp:
+            self.recipe.save(tmp / "recipe.json")
+            if self.encoder is not None:
+                self.encoder.save(tmp / "title_encoder")
+            if self.pair_classifier is not None:
+                self.pair_classifier.save(tmp / "pair_classifier")
+            meta = {"format": MATCHER_FORMAT, "name": self.name, "tfidf_config": dataclasses.asdict(self.tfidf_config),
+                    "k": self.k, "title_encoder": self.encoder is not None,
+                    "pair_classifier": self.pair_classifier is not None, "info": self.info}
+            (tmp / "matcher.json").write_text(json.dumps(meta, indent=2, default=str))
+        return Path(folder)
 
     @classmethod
     def load(cls, folder: str | Path) -> "Matcher":

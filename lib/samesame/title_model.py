@@ -25,11 +25,8 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
-import shutil
 import time
 import warnings
-from contextlib import contextmanager
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from typing import Iterator, Sequence
@@ -41,6 +38,7 @@ from tqdm.auto import tqdm
 
 from .arcface import ArcFace, ramped_margin
 from .e5 import E5Config, E5Weights
+from .files import replaced_folder
 from .neighbors import l2_normalize
 
 PAD_TO = 8         # sequence lengths are padded up to a multiple of this (fewer traced shapes)
@@ -408,22 +406,6 @@ def _parse_training(path: Path) -> dict:
         if centre.ndim != 1 or not np.isfinite(centre).all():
             raise ValueError("centre is not a vector of finite numbers")
     return {**training, "centre": centre}
-
-
-@contextmanager
-def replaced_folder(folder: str | Path) -> Iterator[Path]:
-    """A fresh sibling ``<folder>.tmp`` to write into, which then replaces ``folder`` as a whole.
-
-    A run killed while writing leaves the old folder (or none) and a stray ``.tmp`` that the next
-    write clears, never a half-written folder (a 96-byte weights file used to fail every later fit).
-    """
-    folder = Path(folder)
-    tmp = folder.with_name(folder.name + ".tmp")
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir(parents=True)
-    yield tmp
-    shutil.rmtree(folder, ignore_errors=True)
-    os.replace(tmp, folder)
 
 
 def fitted_encoder(titles: Sequence[str], labels: Sequence, config: TitleModelConfig = TitleModelConfig(),
