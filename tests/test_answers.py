@@ -114,6 +114,16 @@ def test_error_answer_reports_the_shipped_recipes_cross_fitted_estimate():
     text = answer("06_error_analysis", run)
     assert ("`blend(tfidf+title+phash)|phash+min2+pair_classifier`, chosen by cross-fitting over train.csv's label "
             "groups, is estimated at 0.861 ± 0.004 mean F1 on unseen groups (4 held-out folds)") in text
+    assert "| shipped: cross-fitted on train.csv (4 held-out folds, std 0.004) | 0.861" in text
+    assert "Dropped for want of data" not in text
+
+
+def test_error_answer_names_the_signals_dropped_for_want_of_data():
+    run = _run()
+    run["06_error_analysis"]["dropped_signals"] = {"tfidf": "every one of the 1,427 titles is empty",
+                                                   "title": "every one of the 1,427 titles is empty"}
+    assert ("Dropped for want of data: tfidf (every one of the 1,427 titles is empty); title (every one of the 1,427 "
+            "titles is empty).") in answer("06_error_analysis", run)
 
 
 def test_submission_answer_without_truth():

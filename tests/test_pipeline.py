@@ -1,6 +1,7 @@
 """End to end: every notebook through papermill on a tiny generated sample, as `make all` runs them."""
 
 import json
+import shutil
 
 import nbformat
 import pandas as pd
@@ -94,11 +95,40 @@ def test_artefacts_are_files_and_a_second_07_loads_the_saved_matcher(tiny_run):
     models = run.path / "models"
     assert (models / "backbone.json").exists() and (models / "finetune.json").exists()
     assert (models / "matcher" / "matcher.json").exists() and (models / "matcher" / "recipe.json").exists()
-    first = json.loads((run.path / "metrics.json").read_text())["07_submission"]
-    assert first["matcher_loaded"] is False and first["fit_seconds"] > 0
+    metrics = json.loads((run.path / "metrics.json").read_text())
+    first = metrics["07_submission"]
+    assert first["matcher_loaded"] is True and first["fit_seconds"] == 0      # 06 fitted and saved it
+    assert first["method"] == metrics["06_error_analysis"]["shipped"]["method"]   # 06 reports what 07 ships
     submission = (run.path / "submission.csv").read_text()
     run_notebooks("tiny", "e2e", data_dir=str(data_dir), only=["07_submission"], runs_root=run.path.parent)
     second = json.loads((run.path / "metrics.json").read_text())["07_submission"]
     assert second["matcher_loaded"] is True and second["fit_seconds"] == 0
     assert second["matches_sha256"] == first["matches_sha256"]
     assert (run.path / "submission.csv").read_text() == submission
+
+
+def _blank_titles(data_dir):
+    for name in ("train.csv", "test.csv"):
+        df = pd.read_csv(data_dir / name, dtype=str, keep_default_na=False)
+        df.assign(title="").to_csv(data_dir / name, index=False)
+
+
+def _remove_images(data_dir):
+    for folder in ("train_images", "test_images"):
+        shutil.rmtree(data_dir / folder)
+
+
+@pytest.mark.parametrize("variant, make, dropped", [
+    ("photos only", _blank_titles, {"tfidf", "title"}),
+    ("titles only", _remove_images, {"image"}),
+])
+def test_one_missing_signal_runs_every_notebook_and_says_what_was_dropped(tmp_path, variant, make, dropped):
+    """Image-only data (every title empty) and title-only data (no image on disk) run 01..07 end to end."""
+    data_dir = tmp_path / "data"
+    generate_sample(data_dir, progress=False, **load_profile("tiny")["sample"])
+    make(data_dir)
+    run = run_notebooks("tiny", "one-signal", data_dir=str(data_dir), runs_root=tmp_path / "runs")
+    metrics = json.loads((run.path / "metrics.json").read_text())
+    assert set(metrics["06_error_analysis"]["dropped_signals"]) == dropped, variant
+    validate_submission(pd.read_csv(run.path / "submission.csv"), pd.read_csv(data_dir / "test.csv"))
+    assert metrics["07_submission"]["method"] == metrics["06_error_analysis"]["shipped"]["method"]

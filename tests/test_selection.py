@@ -4,7 +4,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from samesame.fusion import ablation, fit_matcher
+from samesame.fusion import ablation, dropped_signals, fit_matcher
 from samesame.metrics import score_matches
 from samesame.selection import Selection, Steps, _best
 from samesame.tuning import TuningGrid
@@ -96,3 +96,15 @@ def test_selection_round_trips_through_json():
     again = Selection.from_dict(selection.to_dict())
     assert again.chosen == selection.chosen and again.skipped == selection.skipped
     assert again.estimate == {"mean_f1": 0.85, "std_f1": 0.05, "mean_precision": 0.9, "mean_recall": 0.8, "folds": 2}
+
+
+def test_dropped_signals_name_what_is_missing_and_why():
+    df, _ = _listings(n_groups=5)
+    assert dropped_signals(df, (np.ones((len(df), 4), np.float32), np.ones(len(df), bool))) == {}
+    photos = dropped_signals(df.assign(title=""), (np.ones((len(df), 4), np.float32), np.ones(len(df), bool)))
+    assert photos == {"tfidf": f"every one of the {len(df)} titles is empty",
+                      "title": f"every one of the {len(df)} titles is empty"}
+    assert dropped_signals(df) == {"image": "no image vectors (use_images is false)"}
+    one = np.zeros(len(df), bool)
+    one[0] = True
+    assert dropped_signals(df, (np.ones((len(df), 4), np.float32), one))["image"].startswith("1 of 15 listings")

@@ -203,6 +203,9 @@ def _errors(metrics: dict) -> str:
     text += ("The seed's conclusion, add the product title to the image signals, "
              + ("**holds**" if gain >= TIE else "**does not hold**")
              + f": titles and fusion add {gain:+.3f} over the best image-side signal.")
+    dropped = e.get("dropped_signals") or {}
+    if dropped:
+        text += " Dropped for want of data: " + "; ".join(f"{k} ({v})" for k, v in dropped.items()) + "."
     blame = e.get("blame", {})
     culprits = {k: v["false_positives"] for k, v in blame.items() if k != "none"}
     if culprits and max(culprits.values()) > 0:
@@ -210,6 +213,10 @@ def _errors(metrics: dict) -> str:
         text += f" Most false positives of `best` were also proposed by {worst} ({culprits[worst]:,} pairs)."
     table = [{"method": r["method"], "mean F1": r["mean_f1"], "precision": r["mean_precision"],
               "recall": r["mean_recall"]} for r in e["ablation"]]
+    if shipped:
+        table.append({"method": f"shipped: cross-fitted on train.csv ({shipped['folds']} held-out folds, "
+                                f"std {shipped['std_f1']:.3f})", "mean F1": shipped["mean_f1"],
+                      "precision": shipped.get("mean_precision"), "recall": shipped.get("mean_recall")})
     table.append({"method": f"seed: {SEED_BEST.method} (image only, test)", "mean F1": SEED_BEST.test_mean_f1})
     return text + "\n\n" + markdown_table(table)
 

@@ -214,6 +214,8 @@ class TuningPool:
         # pairs far below every matching pair's fused score are left out (p = 0): most candidates, few matches
         floor = float(np.quantile(score[same], self.grid.pair_floor_quantile)) if same.any() else None
         sub = classified_pairs(score, floor)
+        if len(np.unique(same[sub])) < 2:      # a small pool where every pair above the floor matches
+            floor, sub = None, classified_pairs(score, None)
         x, names = pair_classifier_features(signals, cands, score, sub)
         clf = self.grid.pair_classifier(self.seed)
         folds = np.minimum(codes[cands.rows], codes[cands.cols])[sub]       # (i, j) and (j, i) share a fold
