@@ -1,7 +1,7 @@
 # Make is the DAG: `make all` runs the numbered notebooks in order into runs/$(RUN)/ with papermill.
 # Each notebook target depends on the artefact files it reads (runs/$(RUN)/models/...), so
 # `make submission RUN=new` builds exactly those it lacks, each once, then runs 07:
-#   models/backbone.json (03)   models/finetune.json (04)   ->  models/matcher/matcher.json (fit)  ->  07
+#   models/backbone.json (03)   models/finetune.json (04)   ->  models/matcher/matcher.json (fit)  ->  06, 07
 # Named targets (eda ... submission, fit) always (re)run their own step; artefacts are rebuilt only when missing
 # or older than the notebook that writes them.
 # Everything runs inside .venv, (re)built from the pinned requirements.txt when missing or stale.
@@ -29,12 +29,12 @@ help:
 	@echo "make eda|phash|backbones|finetune|metric|errors|submission  one notebook (same RUN to reuse a run)"
 	@echo "make results RUNS=\"<run> ...\"  RESULTS.md + docs/figures/ from those runs' metrics.json and params.yaml"
 	@echo "make fit         fit the matcher on train.csv -> runs/RUN/models/matcher/ (07 loads it)"
-	@echo "make kaggle      offline Kaggle dataset + inference notebook -> dist/kaggle/ [KAGGLE_USER=name]"
+	@echo "make kaggle RUN=<run>  offline Kaggle dataset + inference notebook of that run's matcher -> dist/kaggle/ [KAGGLE_USER=name]"
 	@echo "make bench       embedding + kNN benchmark -> runs/bench/bench.json"
 	@echo "make data        download the competition with the Kaggle CLI";  echo "make lab         JupyterLab on the repo"
 
 $(STAMP): requirements.txt pyproject.toml
-	@$(PYTHON) -c 'import sys; assert sys.version_info >= (3, 10), "Python >= 3.10 needed, found " + sys.version' 
+	@$(PYTHON) -c 'import sys; assert sys.version_info >= (3, 11), "Python >= 3.11 needed (the pinned numpy, pandas and keras), found " + sys.version' 
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet -r requirements.txt
@@ -52,7 +52,7 @@ phash: $(STAMP) ; $(PIPELINE) --only 02_phash
 backbones: $(STAMP) ; $(PIPELINE) --only 03_backbone_compare
 finetune: $(STAMP) ; $(PIPELINE) --only 04_finetune
 metric: $(STAMP) $(IMAGE_MODEL) ; $(PIPELINE) --only 05_metric
-errors: $(STAMP) $(IMAGE_MODEL) ; $(PIPELINE) --only 06_error_analysis
+errors: $(STAMP) $(MATCHER) ; $(PIPELINE) --only 06_error_analysis
 fit: $(STAMP) $(IMAGE_MODEL) ; $(FIT)
 submission: $(STAMP) $(MATCHER) ; $(PIPELINE) --only 07_submission
 
