@@ -35,6 +35,12 @@ def _run(**overrides):
         "06_error_analysis": {"ablation": _ablation(phash=0.60, tfidf=0.76, image=0.70, best=0.85),
                               "blame": {"phash": {"false_positives": 3}, "tfidf": {"false_positives": 9},
                                         "none": {"false_positives": 0}}},
+        "fit": {"method": "concat(tfidf+image)|phash+min2+pair_classifier", "chosen_steps": "pair classifier",
+                "shipped": {"mean_f1": 0.8612, "std_f1": 0.0043, "folds": 4}, "skipped": {},
+                "selection": [{"steps": "threshold rule", "mean_f1": 0.84, "std_f1": 0.01, "mean_precision": 0.85,
+                               "mean_recall": 0.86},
+                              {"steps": "pair classifier", "mean_f1": 0.8612, "std_f1": 0.0043,
+                               "mean_precision": 0.87, "mean_recall": 0.88}]},
         "07_submission": {"method": "concat(tfidf+image)|phash", "n_rows": 445, "mean_matches_per_listing": 2.5,
                           "test_mean_f1": 0.82},
     }
@@ -142,3 +148,11 @@ def test_missing_notebook_and_unknown_notebook():
 def test_markdown_table_formats_and_escapes():
     assert markdown_table([{"a": 0.12345, "b": None}, {"a": 1234, "b": "x|y"}]).splitlines() == [
         "| a | b |", "|---|---|", "| 0.123 | — |", "| 1,234 | x\\|y |"]
+
+
+def test_fit_answer_names_the_shipped_recipe_and_its_cross_fitted_estimate():
+    text = answer("fit", _run())
+    assert ("`make fit` ships `concat(tfidf+image)|phash+min2+pair_classifier`. Of the step configurations "
+            "cross-fitted over train.csv's label groups (4 held-out folds), `pair classifier` scored best: 0.861 ± "
+            "0.004 mean F1") in text
+    assert "| threshold rule | 0.840 | 0.010 |" in text and "Not scored" not in text

@@ -235,7 +235,21 @@ def _submission(metrics: dict) -> str:
     return head + "\n\n" + markdown_table([row, seed])
 
 
+def _fit(metrics: dict) -> str:
+    f = metrics["fit"]
+    s = f["shipped"]
+    text = (f"**Answer:** `make fit` ships `{f['method']}`. Of the step configurations cross-fitted over train.csv's "
+            f"label groups ({s['folds']} held-out folds), `{f['chosen_steps']}` scored best: {s['mean_f1']:.3f} ± "
+            f"{s['std_f1']:.3f} mean F1, the estimate for unseen groups.")
+    if f.get("skipped"):
+        text += " Not scored: " + "; ".join(f"{k} ({v})" for k, v in f["skipped"].items()) + "."
+    table = [{"steps": r["steps"], "mean F1": r["mean_f1"], "std": r["std_f1"], "precision": r["mean_precision"],
+              "recall": r["mean_recall"]} for r in f["selection"]]
+    table.append({"steps": f"seed: {SEED_BEST.method} (image only, test)", "mean F1": SEED_BEST.test_mean_f1})
+    return text + "\n\n" + markdown_table(table)
+
+
 ANSWERS: dict[str, Callable[[dict], str]] = {
     "01_eda": _eda, "02_phash": _phash, "03_backbone_compare": _backbones, "04_finetune": _finetune,
-    "05_metric": _metric, "06_error_analysis": _errors, "07_submission": _submission,
+    "05_metric": _metric, "fit": _fit, "06_error_analysis": _errors, "07_submission": _submission,
 }

@@ -162,6 +162,15 @@ def fit_and_save(run, train_csv: str | Path, train: pd.DataFrame, *, use_images:
     return matcher
 
 
+def fit_summary(matcher: Matcher) -> dict:
+    """What ``make fit`` records in metrics.json (key "fit"): the shipped recipe, its cross-fitted estimate on
+    unseen groups and every step configuration's held-out scores (``Matcher.info["selection"]``)."""
+    selection = matcher.info["selection"]
+    return {"method": matcher.name, "fit_seconds": matcher.info.get("fit_seconds"),
+            "n_train": matcher.info.get("n_train"), "shipped": {"method": matcher.name, **selection["estimate"]},
+            "chosen_steps": selection["chosen_name"], "selection": selection["table"], "skipped": selection["skipped"]}
+
+
 def fit_options(train_seed: int, title_encoder: dict, fusion_tuning: dict, fusion_grid: dict) -> dict:
     """:func:`fit_matcher` keywords from a run's parameters (the profile's ``train_seed``, ``title_encoder``,
     ``fusion_tuning`` and ``fusion_grid``), so ``make fit`` and 07 fit the same matcher."""

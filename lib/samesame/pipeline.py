@@ -106,7 +106,7 @@ def run_notebooks(profile_name: str, run_name: str | None = None, data_dir: str 
 
 def fit_run(profile_name: str, run_name: str, data_dir: str | None = None, runs_root: Path = RUNS_ROOT) -> Path:
     """``make fit``: fit the matcher on all of train.csv and save it to runs/<RUN>/models/matcher/."""
-    from .artefacts import fit_and_save, fit_options, matcher_path
+    from .artefacts import fit_and_save, fit_options, fit_summary, matcher_path
     from .data import load_dataset
 
     profile = load_profile(profile_name)
@@ -118,6 +118,7 @@ def fit_run(profile_name: str, run_name: str, data_dir: str | None = None, runs_
                            use_images=p["use_images"], image_size=p["image_size"], batch_size=p["batch_size"],
                            cache_dir=cache_dir, progress=p["progress"],
                            fit_options=fit_options(p["train_seed"], p["title_encoder"], p["fusion_tuning"], p["fusion_grid"]))
+    run.record("fit", fit_summary(matcher))
     print(f"matcher {matcher.name} fitted in {matcher.info['fit_seconds']} s -> {matcher_path(run)}", flush=True)
     return matcher_path(run)
 

@@ -33,6 +33,7 @@ QUESTIONS = {
     "03_backbone_compare": "Which pretrained CNN, and does it beat the hash?",
     "04_finetune": "Does fine-tuning help? Softmax or ArcFace?",
     "05_metric": "Euclidean or cosine distance?",
+    "fit": "Which optional steps ship, and how well should the matcher do on unseen groups? (make fit)",
     "06_error_analysis": "What does each signal buy, and where does matching still fail?",
     "07_submission": "The leaderboard file",
 }
