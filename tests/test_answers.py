@@ -156,3 +156,6 @@ def test_fit_answer_names_the_shipped_recipe_and_its_cross_fitted_estimate():
             "cross-fitted over train.csv's label groups (4 held-out folds), `pair classifier` scored best: 0.861 ± "
             "0.004 mean F1") in text
     assert "| threshold rule | 0.840 | 0.010 |" in text and "Not scored" not in text
+    run = _run()
+    run["fit"].update(command="python -m samesame.pipeline fit --profile kaggle --run d", commit="abc1234")
+    assert "Fitted by `python -m samesame.pipeline fit --profile kaggle --run d` at commit abc1234." in answer("fit", run)

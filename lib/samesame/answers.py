@@ -241,6 +241,8 @@ def _fit(metrics: dict) -> str:
     text = (f"**Answer:** `make fit` ships `{f['method']}`. Of the step configurations cross-fitted over train.csv's "
             f"label groups ({s['folds']} held-out folds), `{f['chosen_steps']}` scored best: {s['mean_f1']:.3f} ± "
             f"{s['std_f1']:.3f} mean F1, the estimate for unseen groups.")
+    if f.get("command"):
+        text += f" Fitted by `{f['command']}` at commit {f.get('commit')}."
     if f.get("skipped"):
         text += " Not scored: " + "; ".join(f"{k} ({v})" for k, v in f["skipped"].items()) + "."
     table = [{"steps": r["steps"], "mean F1": r["mean_f1"], "std": r["std_f1"], "precision": r["mean_precision"],

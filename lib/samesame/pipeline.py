@@ -118,7 +118,9 @@ def fit_run(profile_name: str, run_name: str, data_dir: str | None = None, runs_
                            use_images=p["use_images"], image_size=p["image_size"], batch_size=p["batch_size"],
                            cache_dir=cache_dir, progress=p["progress"],
                            fit_options=fit_options(p["train_seed"], p["title_encoder"], p["fusion_tuning"], p["fusion_grid"]))
-    run.record("fit", fit_summary(matcher))
+    command = (f"python -m samesame.pipeline fit --profile {profile_name} --run {run_name}"
+               + (f" --data-dir {data_dir}" if data_dir else ""))
+    run.record("fit", {**fit_summary(matcher), "command": command, "commit": git_commit()})
     print(f"matcher {matcher.name} fitted in {matcher.info['fit_seconds']} s -> {matcher_path(run)}", flush=True)
     return matcher_path(run)
 
