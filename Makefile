@@ -1,7 +1,8 @@
 # Make is the DAG: `make all` runs the numbered notebooks in order into runs/$(RUN)/ with papermill.
 # Each notebook target depends on the artefact files it reads (runs/$(RUN)/models/...), so
 # `make submission RUN=new` builds exactly those it lacks, each once, then runs 07:
-#   models/backbone.json (03)   models/finetune.json (04)   ->  models/matcher/matcher.json (fit)  ->  06, 07
+#   models/backbone.json (03)   models/finetune.json (04)   models/embedding.json (05)
+#     ->  models/matcher/matcher.json (fit)  ->  06, 07
 # Named targets (eda ... submission, fit) always (re)run their own step; artefacts are rebuilt only when missing
 # or older than the notebook that writes them.
 # Everything runs inside .venv, (re)built from the pinned requirements.txt when missing or stale.
@@ -19,7 +20,8 @@ FIT = $(PY) -m samesame.pipeline fit --profile $(PROFILE) --run $(RUN) $(if $(DA
 R := runs/$(RUN)
 BACKBONE := $(R)/models/backbone.json
 FINETUNE := $(R)/models/finetune.json
-IMAGE_MODEL := $(BACKBONE) $(FINETUNE)
+EMBEDDING := $(R)/models/embedding.json
+IMAGE_MODEL := $(BACKBONE) $(FINETUNE) $(EMBEDDING)
 MATCHER := $(R)/models/matcher/matcher.json
 
 .PHONY: all test venv sample eda phash backbones finetune metric errors fit submission kaggle results bench data lab strip clean-cache help
@@ -51,7 +53,7 @@ eda: $(STAMP) ; $(PIPELINE) --only 01_eda
 phash: $(STAMP) ; $(PIPELINE) --only 02_phash
 backbones: $(STAMP) ; $(PIPELINE) --only 03_backbone_compare
 finetune: $(STAMP) ; $(PIPELINE) --only 04_finetune
-metric: $(STAMP) $(IMAGE_MODEL) ; $(PIPELINE) --only 05_metric
+metric: $(STAMP) $(BACKBONE) $(FINETUNE) ; $(PIPELINE) --only 05_metric
 errors: $(STAMP) $(MATCHER) ; $(PIPELINE) --only 06_error_analysis
 fit: $(STAMP) $(IMAGE_MODEL) ; $(FIT)
 submission: $(STAMP) $(MATCHER) ; $(PIPELINE) --only 07_submission
@@ -59,6 +61,7 @@ submission: $(STAMP) $(MATCHER) ; $(PIPELINE) --only 07_submission
 # the artefacts (files), built only when missing or stale
 $(BACKBONE): notebooks/03_backbone_compare.ipynb | $(STAMP) ; $(PIPELINE) --only 03_backbone_compare
 $(FINETUNE): notebooks/04_finetune.ipynb | $(STAMP) ; $(PIPELINE) --only 04_finetune
+$(EMBEDDING): notebooks/05_metric.ipynb $(BACKBONE) $(FINETUNE) | $(STAMP) ; $(PIPELINE) --only 05_metric
 $(MATCHER): $(IMAGE_MODEL) | $(STAMP) ; $(FIT)
 
 # offline Kaggle submission: dataset (wheels, weights, the fitted matcher of RUN) + inference notebook -> dist/kaggle/

@@ -4,9 +4,12 @@ import json
 import subprocess
 import sys
 
+import numpy as np
 import pytest
 
 from samesame import artefacts
+from samesame.embed import run_model
+from samesame.retrieval import Levers, Whitening
 from samesame.runs import Run
 
 
@@ -18,8 +21,31 @@ def test_missing_artefact_names_the_make_target(tmp_path):
     with pytest.raises(FileNotFoundError, match="make backbones RUN=r"):
         artefacts.image_model_spec(run)
     artefacts.save_backbone_choice(run, {"best": "efficientnet_lite0", "efficientnet_lite0": {"train_mean_f1": 0.6}})
-    assert artefacts.image_model_spec(run, 64) == {"kind": "pretrained", "backbone": "efficientnet_lite0",
-                                                   "input_size": 64}
+    assert artefacts.image_model_spec(run, 64, levers=False) == {"kind": "pretrained", "backbone": "efficientnet_lite0",
+                                                                 "input_size": 64}
+    with pytest.raises(FileNotFoundError, match="make metric RUN=r"):
+        artefacts.image_model_spec(run, 64)
+
+
+def test_the_levers_05_kept_become_part_of_the_image_model_and_travel_with_it(tmp_path):
+    run = Run(tmp_path / "r")
+    (run.path / "models" / "finetune.json").write_text(json.dumps({"rows": [], "best": {}, "skipped": "few images"}))
+    artefacts.save_backbone_choice(run, {"best": "random_lite0"})
+    base = artefacts.image_model_spec(run, 64, levers=False)
+    images = np.random.default_rng(0).uniform(0, 255, size=(12, 64, 64, 3)).astype(np.float32)
+    plain = run_model(artefacts.best_model(run, 64, levers=False).model, images)
+    whitening = Whitening.fit(plain, dims=6)
+    artefacts.save_embedding_choice(run, base, Levers(flip=True, whiten=6), whitening, {"chosen": "test"})
+    spec = artefacts.image_model_spec(run, 64)
+    assert spec["levers"] == {"flip": True, "whiten": 6} and len(spec["whitening_sha256"]) == 64
+    model = artefacts.best_model(run, 64)
+    assert model.name == "random_lite0+flip+pca6" and model.dim == 6
+    assert run_model(model.model, images).shape == (12, 6)
+    with pytest.raises(ValueError, match="missing, or not the whitening"):
+        artefacts.backbone_from_spec(spec, None, tmp_path / "elsewhere.npz")
+    artefacts.save_embedding_choice(run, {**base, "input_size": 96}, Levers(), None, {})   # chosen for another model
+    with pytest.raises(ValueError, match="rerun 05 \\(make metric RUN=r\\)"):
+        artefacts.image_model_spec(run, 64)
 
 
 def test_saved_matcher_is_reused_only_for_the_same_format_train_csv_image_model_and_fit_options(tmp_path):

@@ -18,9 +18,11 @@ from packaging.specifiers import SpecifierSet
 
 from samesame import artefacts
 from samesame.data import SOLUTION_FILE, load_dataset
+from samesame.embed import embed_images
 from samesame.fusion import Matcher
 from samesame.kaggle import EXTRA_WHEELS, KAGGLE_PYTHONS, REPO, TEMPLATE, build_bundle, wheel_for
 from samesame.pipeline import load_profile
+from samesame.retrieval import Levers, Whitening
 from samesame.runs import Run
 from samesame.sample import generate_sample
 from samesame.submission import build_submission, validate_submission
@@ -46,11 +48,16 @@ def kaggle(tmp_path_factory):
     run = Run(root / "runs" / "k")   # image model: the pretrained Lite0 (04 skipped)
     (run.path / "models" / "finetune.json").write_text(json.dumps({"rows": [], "best": {}, "skipped": "test"}))
     artefacts.save_backbone_choice(run, {"best": "efficientnet_lite0"})
+    ds = load_dataset(competition)
+    # 05's levers: flip TTA + PCA whitening fitted on train, so the whitening file must travel in the bundle
+    plain = embed_images(ds.train["image_path"].tolist(), artefacts.best_model(run, 64, levers=False),
+                         batch_size=16, progress=False)
+    artefacts.save_embedding_choice(run, artefacts.image_model_spec(run, 64, levers=False), Levers(True, 8),
+                                    Whitening.fit(plain.vectors, plain.ok, dims=8), {"chosen": "test"})
     p = tiny["params"]
     steps = {**p["fusion_tuning"], "unit_filter": False, "blend": False, "pair_classifier": True}
     small_trees = {**p["fusion_grid"], "pair_trees": 20, "pair_max_leaf_nodes": 7}
     options = artefacts.fit_options(p["train_seed"], p["title_encoder"], steps, small_trees)
-    ds = load_dataset(competition)
     matcher = artefacts.fit_and_save(run, competition / "train.csv", ds.train, image_size=64, batch_size=16,
                                      progress=False, fit_options=options)
     out = build_bundle(artefacts.matcher_path(run), root / "dist" / "kaggle", owner="someone")
@@ -60,6 +67,8 @@ def kaggle(tmp_path_factory):
 
 def test_matcher_has_the_pair_classifier_and_the_title_encoder(kaggle):
     matcher = kaggle["matcher"]
+    assert matcher.info["image_model"]["levers"] == {"flip": True, "whiten": 8}
+    assert (kaggle["bundle"] / "matcher" / "image_model" / "whitening.npz").exists()
     assert "pair_classifier" in matcher.name
     assert matcher.encoder is not None      # the recipe's title weight may be 0 on 24 groups; the encoder ships
 

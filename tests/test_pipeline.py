@@ -95,6 +95,8 @@ def test_artefacts_are_files_and_a_second_07_loads_the_saved_matcher(tiny_run):
     run, data_dir = tiny_run
     models = run.path / "models"
     assert (models / "backbone.json").exists() and (models / "finetune.json").exists()
+    levers = json.loads((models / "embedding.json").read_text())      # 05's levers, part of the image model
+    assert set(levers["levers"]) == {"flip", "whiten"} and levers["study"]["chosen"]
     assert (models / "matcher" / "matcher.json").exists() and (models / "matcher" / "recipe.json").exists()
     metrics = json.loads((run.path / "metrics.json").read_text())
     first = metrics["07_submission"]

@@ -171,7 +171,28 @@ def _metric(metrics: dict) -> str:
     return (f"**Answer:** with {c['model']}, cosine scores {co['test_mean_f1']:.3f} and Euclidean "
             f"{eu['test_mean_f1']:.3f} test mean F1; cosine minus Euclidean is "
             f"{_gain_verdict(co['test_mean_f1'] - eu['test_mean_f1'], seed_gain, 'cosine beats Euclidean distance')}."
-            "\n\n" + markdown_table(rows))
+            "\n\n" + markdown_table(rows) + _levers(c.get("levers")))
+
+
+def _levers(levers: dict | None) -> str:
+    """05's second question: which training-free levers win on the train split's group folds."""
+    if not levers:
+        return ""
+    final = levers["final"]
+    if levers.get("skipped"):
+        return f"\n\nLevers: {levers['skipped']}."
+    table = {r["levers"]: r for r in levers["table"]}
+    plain, kept = table["plain"], table[levers["chosen"]]
+    top = max(table.values(), key=lambda r: r["mean_f1"])
+    text = (f"\n\n**Levers without training** (held-out mean F1 over {sum(k.startswith('fold_') for k in plain)} "
+            f"label-group folds of the train split): plain {plain['mean_f1']:.3f} ± {plain['std_f1']:.3f}; kept "
+            f"**{levers['chosen']}** at {kept['mean_f1']:.3f} ± {kept['std_f1']:.3f}"
+            + (f" (the best row, {top['levers']}, scores {top['mean_f1']:.3f})" if top is not kept else "")
+            + f". Refitted on the whole train split it scores {final['test_mean_f1']:.3f} test mean F1 "
+            f"(train {final['train_mean_f1']:.3f}, threshold {final['threshold']:g}); 06 and 07 use this image model.")
+    rows = [{"levers": r["levers"], "held-out mean F1": r["mean_f1"], "std": r["std_f1"],
+             "train mean F1": r["train_mean_f1"]} for r in levers["table"]]
+    return text + "\n\n" + markdown_table(rows)
 
 
 SINGLE_SIGNALS = ("phash", "tfidf", "learned title", "image")

@@ -8,11 +8,13 @@ file                                   written by                     read by
 =====================================  =============================  ==========================
 ``models/backbone.json``               03_backbone_compare            05, 06, matcher fit
 ``models/finetune.json``               04_finetune (also "skipped")   05, 06, matcher fit
+``models/embedding.json`` (+ ``.npz``)  05_metric (the levers kept)    06, matcher fit
 ``models/matcher/``                    ``make fit`` (or 07 itself)    07, ``make kaggle``
 =====================================  =============================  ==========================
 
-The image model used everywhere after 04 is :func:`best_model`: 04's fine-tuned pick when
-it trained one, else 03's best pretrained backbone (both chosen on the train side).
+The image model used everywhere after 05 is :func:`best_model`: 04's fine-tuned pick when
+it trained one, else 03's best pretrained backbone (both chosen on the train side), with the
+training-free levers 05 kept (flip TTA, PCA whitening fitted on the train split).
 A saved matcher is reused only when it was fitted on the same train.csv (SHA-256 of
 its bytes) with the same image model (:func:`matcher_for`).
 """
@@ -33,10 +35,13 @@ from .embed import embed_images
 from .finetune import SUMMARY_FILE, backbone_from_embedder, finetuned_spec, load_finetuned
 from .fusion import MATCHER_FORMAT, Matcher, fit_matcher
 from .image_models import ImageSignal, embed_splits
+from .retrieval import Levers, Whitening, with_flip_tta, with_whitening
 from .title_model import TitleModelConfig
 from .tuning import TuningGrid
 
 BACKBONE_FILE = "backbone.json"
+EMBEDDING_FILE = "embedding.json"
+WHITENING_FILE = "whitening.npz"     # in models/ and, for a matcher whose image model whitens, in its image_model/
 MATCHER_DIR = "matcher"
 IMAGE_MODEL_DIR = "image_model"      # inside a saved matcher: the fine-tuned embedder, when there is one
 
@@ -72,38 +77,84 @@ def _read(path: Path, make_target: str, run) -> dict:
     return json.loads(path.read_text())
 
 
+def embedding_path(run) -> Path:
+    return models_dir(run) / EMBEDDING_FILE
+
+
+def save_embedding_choice(run, base_spec: dict, levers: Levers, whitening: Whitening | None, study: dict) -> Path:
+    """05's artefact: the levers kept on top of the image model ``base_spec`` names, the whitening fitted
+    on the train split (models/whitening.npz) and the study that chose them."""
+    path = embedding_path(run)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if whitening is not None:
+        whitening.save(models_dir(run) / WHITENING_FILE)
+    record = {"base": base_spec, "levers": {"flip": levers.flip, "whiten": levers.whiten}, "study": study}
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps(record, indent=2, default=str))
+    tmp.replace(path)
+    return path
+
+
 def has_finetuned(run) -> bool:
     """04 ran and trained something (it records "skipped" when too few images exist)."""
     return bool(_read(finetune_path(run), "finetune", run).get("best"))
 
 
-def image_model_spec(run, input_size: int | None = None) -> dict:
-    """JSON description of :func:`best_model` (what a saved matcher records and rebuilds)."""
+def image_model_spec(run, input_size: int | None = None, levers: bool = True) -> dict:
+    """JSON description of :func:`best_model` (what a saved matcher records and rebuilds); ``levers=False``:
+    the model 03/04 chose, without 05's levers (what 05 itself studies)."""
     if has_finetuned(run):
-        return {"kind": "finetuned", **finetuned_spec(models_dir(run))}
-    name = _read(backbone_path(run), "backbones", run)["best"]
-    return {"kind": "pretrained", "backbone": name, "input_size": input_size}
+        spec = {"kind": "finetuned", **finetuned_spec(models_dir(run))}
+    else:
+        spec = {"kind": "pretrained", "backbone": _read(backbone_path(run), "backbones", run)["best"],
+                "input_size": input_size}
+    if not levers:
+        return spec
+    choice = _read(embedding_path(run), "metric", run)
+    if choice["base"] != spec:
+        raise ValueError(f"{embedding_path(run)} chose its levers for the image model {choice['base']}, but 03/04 "
+                         f"now pick {spec}: rerun 05 (make metric RUN={Path(run.path).name})")
+    if choice["levers"]["whiten"]:
+        spec["whitening_sha256"] = file_sha256(models_dir(run) / WHITENING_FILE)
+    return {**spec, "levers": choice["levers"]}
 
 
-def backbone_from_spec(spec: dict, embedder_file: str | Path | None = None) -> Backbone:
-    """Rebuild the image model a spec names (a fine-tuned one needs its embedder.keras file)."""
+def backbone_from_spec(spec: dict, embedder_file: str | Path | None = None,
+                       whitening_file: str | Path | None = None) -> Backbone:
+    """Rebuild the image model a spec names (a fine-tuned one needs its embedder.keras file, a whitened one
+    its whitening.npz), with the levers it records."""
     if spec["kind"] == "pretrained":
-        return load_backbone(spec["backbone"], input_size=spec.get("input_size"))
-    return backbone_from_embedder(embedder_file, spec)
+        backbone = load_backbone(spec["backbone"], input_size=spec.get("input_size"))
+    else:
+        backbone = backbone_from_embedder(embedder_file, spec)
+    levers = spec.get("levers") or {}
+    if levers.get("flip"):
+        backbone = with_flip_tta(backbone)
+    if levers.get("whiten"):
+        if (whitening_file is None or not Path(whitening_file).exists()
+                or file_sha256(whitening_file) != spec["whitening_sha256"]):
+            raise ValueError(f"{whitening_file}: missing, or not the whitening this image model was fitted with "
+                             f"(sha256 {spec['whitening_sha256'][:12]}...): rerun 05 and refit the matcher")
+        backbone = with_whitening(backbone, Whitening.load(whitening_file), spec["whitening_sha256"])
+    return backbone
 
 
-def best_model(run, input_size: int | None = None) -> Backbone:
-    """The best image model so far, chosen on the train side: 04's fine-tuned pick, else 03's best backbone."""
-    spec = image_model_spec(run, input_size)
+def best_model(run, input_size: int | None = None, levers: bool = True) -> Backbone:
+    """The best image model so far, chosen on the train side: 04's fine-tuned pick, else 03's best backbone,
+    with 05's levers unless ``levers=False``."""
+    spec = image_model_spec(run, input_size, levers)
     embedder = models_dir(run) / spec["model"] / "embedder.keras" if spec["kind"] == "finetuned" else None
-    return backbone_from_spec(spec, embedder)
+    return backbone_from_spec(spec, embedder, models_dir(run) / WHITENING_FILE)
 
 
-def best_image_signal(run, splits: dict[str, pd.DataFrame], **embed_kwargs) -> ImageSignal:
-    """Embeddings of the train/test splits from :func:`best_model` (04's are stored, so no recompute)."""
-    if has_finetuned(run):
+def best_image_signal(run, splits: dict[str, pd.DataFrame], levers: bool = True, **embed_kwargs) -> ImageSignal:
+    """Embeddings of the train/test splits from :func:`best_model` (04's are stored, so no recompute when
+    no lever changes them)."""
+    input_size = embed_kwargs.pop("input_size", None)
+    spec = image_model_spec(run, input_size, levers)
+    if spec["kind"] == "finetuned" and not any((spec.get("levers") or {}).values()):
         return load_finetuned(models_dir(run))[1]
-    return embed_splits(best_model(run, embed_kwargs.pop("input_size", None)), splits, **embed_kwargs)
+    return embed_splits(best_model(run, input_size, levers), splits, **embed_kwargs)
 
 
 # ---------------------------------------------------------------- the fitted matcher
@@ -122,7 +173,8 @@ def matcher_image_backbone(matcher: Matcher, folder: str | Path) -> Backbone | N
     spec = matcher.info.get("image_model")
     if spec is None:
         return None
-    return backbone_from_spec(spec, Path(folder) / IMAGE_MODEL_DIR / "embedder.keras")
+    return backbone_from_spec(spec, Path(folder) / IMAGE_MODEL_DIR / "embedder.keras",
+                              Path(folder) / IMAGE_MODEL_DIR / WHITENING_FILE)
 
 
 def embed_for_matcher(matcher: Matcher, folder: str | Path, df: pd.DataFrame, *, batch_size: int = 32,
@@ -148,17 +200,21 @@ def fit_and_save(run, train_csv: str | Path, train: pd.DataFrame, *, use_images:
     images = None
     if spec is not None:
         embedder = models_dir(run) / spec["model"] / "embedder.keras" if spec["kind"] == "finetuned" else None
-        emb = embed_images(train["image_path"].tolist(), backbone_from_spec(spec, embedder), batch_size=batch_size,
-                           cache_dir=cache_dir, progress=progress)
+        emb = embed_images(train["image_path"].tolist(),
+                           backbone_from_spec(spec, embedder, models_dir(run) / WHITENING_FILE),
+                           batch_size=batch_size, cache_dir=cache_dir, progress=progress)
         images = (emb.vectors, emb.ok)
     matcher = fit_matcher(train, image_embeddings=images, cache_dir=cache_dir, progress=progress, **(fit_options or {}))
     matcher.info.update(train_sha256=file_sha256(train_csv), n_train=len(train), image_model=spec,
                         fit_options=options_key(fit_options),
                         fit_seconds=round(time.perf_counter() - started, 2))
     matcher.save(folder)
-    if spec is not None and spec["kind"] == "finetuned":
+    files = ([embedder] if spec is not None and spec["kind"] == "finetuned" else []) + (
+        [models_dir(run) / WHITENING_FILE] if spec is not None and spec.get("whitening_sha256") else [])
+    if files:  # the image model's own files travel with the matcher (make kaggle copies the folder)
         (folder / IMAGE_MODEL_DIR).mkdir()
-        shutil.copy2(embedder, folder / IMAGE_MODEL_DIR / "embedder.keras")
+        for file in files:
+            shutil.copy2(file, folder / IMAGE_MODEL_DIR / Path(file).name)
     return matcher
 
 
