@@ -264,7 +264,7 @@ def subset(emb: Embeddings, rows: np.ndarray) -> Embeddings:
 MIN_LEARNABLE_GROUPS = 5  # fewer groups with two usable images than this leaves nothing to learn from
 TABLE_COLUMNS = ["model", "head", "unfreeze", "epochs", "weights", "threshold", "train_mean_f1", "test_mean_f1",
                  "selection_mean_f1", "selection_threshold"]
-CURVE_COLUMNS = ["config", "head", "unfreeze", "epoch", "loss", "accuracy", "margin"]
+CURVE_COLUMNS = ["config", "head", "unfreeze", "epoch", "loss", "accuracy", "margin", "selection_mean_f1"]
 
 @dataclass
 class FinetuneResult:
@@ -273,7 +273,7 @@ class FinetuneResult:
     table: pd.DataFrame  # model, head, unfreeze, epochs, weights, threshold, train/test/selection mean F1,
     # selection_threshold
     best: dict  # the table row chosen by selection_mean_f1
-    curves: pd.DataFrame  # head, unfreeze, config, epoch, loss, accuracy, margin
+    curves: pd.DataFrame  # head, unfreeze, config, epoch, loss, accuracy, margin, selection_mean_f1 (held-out groups)
     best_signal: ImageSignal | None
     info: dict = field(default_factory=dict)  # sizes, cache size, timings
     skipped: str | None = None  # why no model was trained (then the table is empty)
@@ -466,6 +466,8 @@ def finetune_grid(
         if not best_signal or rows[-1]["selection_mean_f1"] > best_signal["score"]:  # only one row's vectors in memory
             best_signal.update(score=rows[-1]["selection_mean_f1"], signal=signal)
 
+    # every epoch is scored on the held-out groups too, so the curves show over-fitting where it starts
+    held_views = TrunkViews(train_views.features[held, :1], train_views.status[held])
     features = keras.Input(tail.input_shape[1:], name="trunk_features")
     score(f"{backbone}-pretrained", keras.Model(features, tail(features)), head="none", unfreeze="none", epochs=0)
     configs = [(h, u) for h in heads for u in unfreeze]
@@ -479,7 +481,9 @@ def finetune_grid(
             for epoch, stats in train_epochs(trainer, arcface, train_views.features[fit_rows], fit_labels,
                                              epochs=max(epochs), batch_size=batch_size, seed=seed,
                                              margin=arcface_margin, margin_ramp_epochs=margin_ramp_epochs):
-                curves.append({"config": f"{head}-{mode}", "head": head, "unfreeze": mode, "epoch": epoch, **stats})
+                held_f1 = best_mean_f1(embed_features(embedder, held_views, batch_size), labels["train"][held])[0]
+                curves.append({"config": f"{head}-{mode}", "head": head, "unfreeze": mode, "epoch": epoch, **stats,
+                               "selection_mean_f1": round(held_f1, 4)})
                 if epoch in epochs:
                     score(f"{backbone}-{head}-{mode}-e{epoch}", embedder, head=head, unfreeze=mode, epochs=epoch)
                 bar.update(1)

@@ -135,13 +135,19 @@ def show_query(df: pd.DataFrame, query: int, predicted: Sequence[int], max_shown
     return fig
 
 
-def plot_training_curves(curves: pd.DataFrame, metrics: Sequence[str] = ("loss", "accuracy")):
-    """Per-epoch training curves, one line per configuration (e.g. arcface-module)."""
+CURVE_TITLES = {"loss": "training loss", "accuracy": "training accuracy",
+                "selection_mean_f1": "held-out groups: mean F1"}
+
+
+def plot_training_curves(curves: pd.DataFrame, metrics: Sequence[str] = ("loss", "accuracy", "selection_mean_f1")):
+    """Per-epoch curves, one line per configuration (e.g. arcface-module): training loss and accuracy beside
+    the held-out groups' mean F1, so memorising (accuracy up, held-out F1 flat or down) shows at a glance."""
     if curves.empty:
         return _nothing_to_plot("training curves")
+    metrics = [m for m in metrics if m in curves]
     fig, axes = plt.subplots(1, len(metrics), figsize=(5 * len(metrics), 3.5), squeeze=False)
     for ax, metric in zip(axes[0], metrics):
         sns.lineplot(data=curves, x="epoch", y=metric, hue="config", marker="o", ax=ax)
-        ax.set(title=f"training {metric}")
+        ax.set(title=CURVE_TITLES.get(metric, metric))
     fig.tight_layout()
     return fig
