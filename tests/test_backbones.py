@@ -130,6 +130,7 @@ def test_unknown_name_lists_the_choices():
 REGISTRY = {  # name -> (native input size, embedding dim): the published architectures' numbers
     "efficientnet_lite0": (224, 1280), "efficientnet_lite1": (240, 1280), "efficientnet_lite2": (260, 1280),
     "efficientnetb0": (224, 1280), "vgg16": (224, 512), "resnet50": (224, 2048), "inceptionv3": (299, 2048),
+    "efficientnetv2b0": (224, 1280), "efficientnetv2s": (384, 1280), "convnext_tiny": (224, 768),
     "random_lite0": (224, 1280),
 }
 
@@ -194,6 +195,8 @@ def test_keras_app_without_cached_weights_is_unavailable_not_random(offline_empt
     ("vgg16", 512, keras.applications.vgg16.preprocess_input),
     ("resnet50", 2048, keras.applications.resnet50.preprocess_input),
     ("inceptionv3", 2048, keras.applications.inception_v3.preprocess_input),
+    ("efficientnetv2b0", 1280, keras.applications.efficientnet_v2.preprocess_input),
+    ("convnext_tiny", 768, keras.applications.convnext.preprocess_input),
 ])
 def test_keras_app_wrapper_applies_its_own_preprocessing(name, dim, preprocess):
     b = load_backbone(name, input_size=96, weights=None)

@@ -90,10 +90,23 @@ def test_lever_study_keeps_whitening_where_a_nuisance_dominates_and_never_ships_
     table = study.table.set_index("levers")
     assert len(table) == 8 and {"fold_0", "fold_1", "fold_2", "std_f1", "train_mean_f1"} <= set(table.columns)
     assert study.chosen.whiten == 16 and study.chosen.query_expansion == 0 and not study.chosen.flip
-    assert table.loc["PCA whitening 16", "mean_f1"] > table.loc["plain", "mean_f1"] + 0.1
+    assert table.loc["PCA whitening 16", "mean_f1"] > table.loc["plain", "mean_f1"] + 0.05
 
 
 def test_levers_are_named_and_costed():
     assert Levers().name == "plain" and Levers().cost == 0
     assert Levers(True, 256, 3).name == "flip TTA + PCA whitening 256 + query expansion 3"
     assert Levers(True, 256, 3).cost == 3
+
+
+def test_lever_folds_are_drawn_anew_inside_a_train_split():
+    """The train split keeps the groups whose split hash is high; folds from that same hash would leave one empty."""
+    from samesame.data import split_by_group
+    import pandas as pd
+
+    x, labels = _nuisance_data(1, n_groups=90)
+    train, _ = split_by_group(pd.DataFrame({"label_group": labels}), 0.41, 0)
+    keep = np.isin(labels, train["label_group"])
+    ok = np.ones(keep.sum(), bool)
+    study = lever_study((x[keep], ok), (x[keep], ok), labels[keep], grid=[Levers()], progress=False)
+    assert (study.table[["fold_0", "fold_1", "fold_2"]] > 0).all(axis=None)

