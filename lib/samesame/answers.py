@@ -171,10 +171,11 @@ def _metric(metrics: dict) -> str:
     return (f"**Answer:** with {c['model']}, cosine scores {co['test_mean_f1']:.3f} and Euclidean "
             f"{eu['test_mean_f1']:.3f} test mean F1; cosine minus Euclidean is "
             f"{_gain_verdict(co['test_mean_f1'] - eu['test_mean_f1'], seed_gain, 'cosine beats Euclidean distance')}."
-            "\n\n" + markdown_table(rows) + _levers(c.get("levers")))
+            "\n\n" + markdown_table(rows)
+            + _levers(c.get("levers"), finetuned=bool((metrics.get("04_finetune") or {}).get("best", {}).get("epochs"))))
 
 
-def _levers(levers: dict | None) -> str:
+def _levers(levers: dict | None, finetuned: bool = False) -> str:
     """05's second question: which training-free levers win on the train split's group folds."""
     if not levers:
         return ""
@@ -190,6 +191,9 @@ def _levers(levers: dict | None) -> str:
             + (f" (the best row, {top['levers']}, scores {top['mean_f1']:.3f})" if top is not kept else "")
             + f". Refitted on the whole train split it scores {final['test_mean_f1']:.3f} test mean F1 "
             f"(train {final['train_mean_f1']:.3f}, threshold {final['threshold']:g}); 06 and 07 use this image model.")
+    if finetuned:
+        text += (" **Caution:** the image model is 04's fine-tuned one, which trained on most of these train groups, "
+                 "so its fold scores are not on unseen groups (the test split's number is the honest one).")
     rows = [{"levers": r["levers"], "held-out mean F1": r["mean_f1"], "std": r["std_f1"],
              "train mean F1": r["train_mean_f1"]} for r in levers["table"]]
     return text + "\n\n" + markdown_table(rows)

@@ -25,14 +25,14 @@ from .seed import SEED
 RUNS_ROOT = REPO / "runs"
 RESULTS_FILE = REPO / "RESULTS.md"
 FIGURES_DIR = REPO / "docs" / "figures"
-FIGURES = ("02_f1_vs_threshold", "03_backbones", "04_grid", "06_ablation")
+FIGURES = ("02_f1_vs_threshold", "03_backbones", "04_grid", "04_training_curves", "05_levers", "06_ablation")
 MAX_FIGURE_BYTES = 200_000
 QUESTIONS = {
     "01_eda": "What are we matching?",
     "02_phash": "How far does a perceptual hash go?",
     "03_backbone_compare": "Which pretrained CNN, and does it beat the hash?",
     "04_finetune": "Does fine-tuning help? Softmax or ArcFace?",
-    "05_metric": "Euclidean or cosine distance?",
+    "05_metric": "Euclidean or cosine distance? Which training-free levers win?",
     "fit": "Which optional steps ship, and how well should the matcher do on unseen groups? (make fit)",
     "06_error_analysis": "What does each signal buy, and where does matching still fail?",
     "07_submission": "The leaderboard file",
