@@ -3,12 +3,14 @@
 import json
 import subprocess
 import sys
+from unittest import mock
 
 import numpy as np
 import pytest
 
 from samesame import artefacts
 from samesame.embed import run_model
+from samesame.image_models import EmbeddingChoice
 from samesame.retrieval import Levers, Whitening
 from samesame.runs import Run
 
@@ -19,7 +21,7 @@ def test_missing_artefact_names_the_make_target(tmp_path):
         artefacts.has_finetuned(run)
     (run.path / "models" / "finetune.json").write_text(json.dumps({"rows": [], "best": {}, "skipped": "few images"}))
     with pytest.raises(FileNotFoundError, match="make backbones RUN=r"):
-        artefacts.image_model_spec(run)
+        artefacts.image_model_spec(run, levers=False)
     artefacts.save_backbone_choice(run, {"best": "efficientnet_lite0", "efficientnet_lite0": {"train_mean_f1": 0.6}})
     assert artefacts.image_model_spec(run, 64, levers=False) == {"kind": "pretrained", "backbone": "efficientnet_lite0",
                                                                  "input_size": 64}
@@ -27,15 +29,20 @@ def test_missing_artefact_names_the_make_target(tmp_path):
         artefacts.image_model_spec(run, 64)
 
 
+def _choice(levers: Levers, whitening, selection_f1=None) -> EmbeddingChoice:
+    return EmbeddingChoice(None, levers, whitening, {"test_mean_f1": 0.5}, selection_f1)
+
+
 def test_the_levers_05_kept_become_part_of_the_image_model_and_travel_with_it(tmp_path):
     run = Run(tmp_path / "r")
     (run.path / "models" / "finetune.json").write_text(json.dumps({"rows": [], "best": {}, "skipped": "few images"}))
     artefacts.save_backbone_choice(run, {"best": "random_lite0"})
-    base = artefacts.image_model_spec(run, 64, levers=False)
     images = np.random.default_rng(0).uniform(0, 255, size=(12, 64, 64, 3)).astype(np.float32)
     plain = run_model(artefacts.best_model(run, 64, levers=False).model, images)
-    whitening = Whitening.fit(plain, dims=6)
-    artefacts.save_embedding_choice(run, base, Levers(flip=True, whiten=6), whitening, {"chosen": "test"})
+    assert artefacts.finetuned_rival(run, None) is None                      # 04 skipped: no rival
+    record = artefacts.save_embedding_choice(run, 64, _choice(Levers(flip=True, whiten=6), Whitening.fit(plain, dims=6)),
+                                             None)
+    assert record["base"] == {"kind": "pretrained", "backbone": "random_lite0", "input_size": 64}
     spec = artefacts.image_model_spec(run, 64)
     assert spec["levers"] == {"flip": True, "whiten": 6} and len(spec["whitening_sha256"]) == 64
     model = artefacts.best_model(run, 64)
@@ -43,9 +50,22 @@ def test_the_levers_05_kept_become_part_of_the_image_model_and_travel_with_it(tm
     assert run_model(model.model, images).shape == (12, 6)
     with pytest.raises(ValueError, match="missing, or not the whitening"):
         artefacts.backbone_from_spec(spec, None, tmp_path / "elsewhere.npz")
-    artefacts.save_embedding_choice(run, {**base, "input_size": 96}, Levers(), None, {})   # chosen for another model
+    artefacts.save_backbone_choice(run, {"best": "efficientnet_lite0"})      # 03 picks another backbone: 05 is stale
     with pytest.raises(ValueError, match="rerun 05 \\(make metric RUN=r\\)"):
         artefacts.image_model_spec(run, 64)
+
+
+def test_a_fine_tuned_model_ships_only_when_it_beats_the_pretrained_one_with_levers_on_its_selection_groups(tmp_path):
+    run = Run(tmp_path / "r")
+    artefacts.save_backbone_choice(run, {"best": "efficientnet_lite0"})
+    spec = {"kind": "finetuned", "model": "m-arcface-e3"}
+    rival = artefacts.FinetunedRival(spec, 0.45, np.array([True, False]))
+    with mock.patch.object(artefacts, "_candidates", return_value={"pretrained": {}, "finetuned": spec}):
+        lost = artefacts.save_embedding_choice(run, None, _choice(Levers(True, 0), None, 0.40), rival)
+        assert lost["base"] == spec and lost["levers"] == {"flip": False, "whiten": 0}
+        assert lost["comparison"] == {"selection groups": 1, "pretrained + levers": 0.40, "fine-tuned (04)": 0.45}
+        won = artefacts.save_embedding_choice(run, None, _choice(Levers(True, 0), None, 0.47), rival)
+        assert won["base"]["kind"] == "pretrained" and won["levers"] == {"flip": True, "whiten": 0}
 
 
 def test_saved_matcher_is_reused_only_for_the_same_format_train_csv_image_model_and_fit_options(tmp_path):

@@ -19,6 +19,7 @@ from packaging.specifiers import SpecifierSet
 from samesame import artefacts
 from samesame.data import SOLUTION_FILE, load_dataset
 from samesame.embed import embed_images
+from samesame.image_models import EmbeddingChoice
 from samesame.fusion import Matcher
 from samesame.kaggle import EXTRA_WHEELS, KAGGLE_PYTHONS, REPO, TEMPLATE, build_bundle, wheel_for
 from samesame.pipeline import load_profile
@@ -52,8 +53,8 @@ def kaggle(tmp_path_factory):
     # 05's levers: flip TTA + PCA whitening fitted on train, so the whitening file must travel in the bundle
     plain = embed_images(ds.train["image_path"].tolist(), artefacts.best_model(run, 64, levers=False),
                          batch_size=16, progress=False)
-    artefacts.save_embedding_choice(run, artefacts.image_model_spec(run, 64, levers=False), Levers(True, 8),
-                                    Whitening.fit(plain.vectors, plain.ok, dims=8), {"chosen": "test"})
+    choice = EmbeddingChoice(None, Levers(True, 8), Whitening.fit(plain.vectors, plain.ok, dims=8), {})
+    artefacts.save_embedding_choice(run, 64, choice, None)
     p = tiny["params"]
     steps = {**p["fusion_tuning"], "unit_filter": False, "blend": False, "pair_classifier": True}
     small_trees = {**p["fusion_grid"], "pair_trees": 20, "pair_max_leaf_nodes": 7}

@@ -171,32 +171,34 @@ def _metric(metrics: dict) -> str:
     return (f"**Answer:** with {c['model']}, cosine scores {co['test_mean_f1']:.3f} and Euclidean "
             f"{eu['test_mean_f1']:.3f} test mean F1; cosine minus Euclidean is "
             f"{_gain_verdict(co['test_mean_f1'] - eu['test_mean_f1'], seed_gain, 'cosine beats Euclidean distance')}."
-            "\n\n" + markdown_table(rows)
-            + _levers(c.get("levers"), finetuned=bool((metrics.get("04_finetune") or {}).get("best", {}).get("epochs"))))
+            "\n\n" + markdown_table(rows) + _levers(c.get("levers")))
 
 
-def _levers(levers: dict | None, finetuned: bool = False) -> str:
-    """05's second question: which training-free levers win on the train split's group folds."""
-    if not levers:
+def _levers(record: dict | None) -> str:
+    """05's second question: which training-free levers win on the train split's group folds, and which image
+    model ships (the pretrained one with them, or 04's fine-tuned one)."""
+    if not record:
         return ""
-    final = levers["final"]
-    if levers.get("skipped"):
-        return f"\n\nLevers: {levers['skipped']}."
-    table = {r["levers"]: r for r in levers["table"]}
-    plain, kept = table["plain"], table[levers["chosen"]]
-    top = max(table.values(), key=lambda r: r["mean_f1"])
-    text = (f"\n\n**Levers without training** (held-out mean F1 over {sum(k.startswith('fold_') for k in plain)} "
-            f"label-group folds of the train split): plain {plain['mean_f1']:.3f} ± {plain['std_f1']:.3f}; kept "
-            f"**{levers['chosen']}** at {kept['mean_f1']:.3f} ± {kept['std_f1']:.3f}"
-            + (f" (the best row, {top['levers']}, scores {top['mean_f1']:.3f})" if top is not kept else "")
-            + f". Refitted on the whole train split it scores {final['test_mean_f1']:.3f} test mean F1 "
-            f"(train {final['train_mean_f1']:.3f}, threshold {final['threshold']:g}); 06 and 07 use this image model.")
-    if finetuned:
-        text += (" **Caution:** the image model is 04's fine-tuned one, which trained on most of these train groups, "
-                 "so its fold scores are not on unseen groups (the test split's number is the honest one).")
+    study = record["study"]
+    if study.get("skipped"):
+        return f"\n\nLevers: {study['skipped']}."
+    table = {r["levers"]: r for r in study["table"]}
+    plain, kept = table["plain"], table[study["chosen"]]
+    final = study["final"]
+    text = (f"\n\n**Levers without training**, on {record['candidates']['pretrained']['backbone']} (held-out mean F1 "
+            f"over {sum(k.startswith('fold_') for k in plain)} label-group folds of the train split): plain "
+            f"{plain['mean_f1']:.3f} ± {plain['std_f1']:.3f}; kept **{study['chosen']}** at {kept['mean_f1']:.3f} ± "
+            f"{kept['std_f1']:.3f}. Refitted on the whole train split it scores {final['test_mean_f1']:.3f} test mean "
+            f"F1 (train {final['train_mean_f1']:.3f}).")
+    comparison = record.get("comparison")
+    if comparison:
+        text += (f" On 04's {comparison['selection groups']} selection rows it scores "
+                 f"{comparison['pretrained + levers']:.3f} against the fine-tuned model's "
+                 f"{comparison['fine-tuned (04)']:.3f}.")
+    shipped = "04's fine-tuned model" if record["base"]["kind"] == "finetuned" else "the pretrained model with these levers"
     rows = [{"levers": r["levers"], "held-out mean F1": r["mean_f1"], "std": r["std_f1"],
-             "train mean F1": r["train_mean_f1"]} for r in levers["table"]]
-    return text + "\n\n" + markdown_table(rows)
+             "train mean F1": r["train_mean_f1"]} for r in study["table"]]
+    return text + f" 06 and 07 use {shipped}.\n\n" + markdown_table(rows)
 
 
 SINGLE_SIGNALS = ("phash", "tfidf", "learned title", "image")

@@ -25,6 +25,7 @@ import hashlib
 import json
 import shutil
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -32,9 +33,9 @@ import pandas as pd
 
 from .backbones import Backbone, load_backbone
 from .embed import embed_images
-from .finetune import SUMMARY_FILE, backbone_from_embedder, finetuned_spec, load_finetuned
+from .finetune import SUMMARY_FILE, backbone_from_embedder, finetuned_spec, holdout_groups, load_finetuned
 from .fusion import MATCHER_FORMAT, Matcher, fit_matcher
-from .image_models import ImageSignal, embed_splits
+from .image_models import EmbeddingChoice, ImageSignal, embed_splits
 from .retrieval import Levers, Whitening, with_flip_tta, with_whitening
 from .title_model import TitleModelConfig
 from .tuning import TuningGrid
@@ -81,18 +82,62 @@ def embedding_path(run) -> Path:
     return models_dir(run) / EMBEDDING_FILE
 
 
-def save_embedding_choice(run, base_spec: dict, levers: Levers, whitening: Whitening | None, study: dict) -> Path:
-    """05's artefact: the levers kept on top of the image model ``base_spec`` names, the whitening fitted
-    on the train split (models/whitening.npz) and the study that chose them."""
+@dataclass(frozen=True)
+class FinetunedRival:
+    """04's fine-tuned pick as 05 compares it: its score on 04's selection groups, and those train rows."""
+
+    spec: dict
+    selection_f1: float
+    held: np.ndarray
+
+
+def finetuned_rival(run, train: pd.DataFrame) -> FinetunedRival | None:
+    """04's fine-tuned pick and the train rows it was selected on; None when 04 skipped or kept the pretrained row."""
+    summary = _read(finetune_path(run), "finetune", run)
+    best = summary.get("best") or {}
+    if not best.get("epochs"):
+        return None
+    info = summary["info"]
+    if "selection_fraction" not in info:
+        raise ValueError(f"{finetune_path(run)} predates the record of its selection groups: rerun 04 "
+                         f"(make finetune RUN={Path(run.path).name})")
+    held = holdout_groups(train, info["selection_fraction"], info["seed"])
+    return FinetunedRival(image_model_spec(run, levers=False), float(best["selection_mean_f1"]), held)
+
+
+def pretrained_spec(run, input_size: int | None = None) -> dict:
+    """03's best pretrained backbone: the model 05's levers are studied on (it never trained on these groups)."""
+    return {"kind": "pretrained", "backbone": _read(backbone_path(run), "backbones", run)["best"],
+            "input_size": input_size}
+
+
+def _candidates(run, input_size: int | None) -> dict:
+    finetuned = image_model_spec(run, input_size, levers=False) if has_finetuned(run) else None
+    return {"pretrained": pretrained_spec(run, input_size),
+            "finetuned": finetuned if finetuned and finetuned["kind"] == "finetuned" else None}
+
+
+def save_embedding_choice(run, input_size: int | None, choice: EmbeddingChoice,
+                          rival: FinetunedRival | None) -> dict:
+    """05's artefact: the image model 06/07 use. 03's pretrained backbone with the levers 05 kept, unless 04's
+    fine-tuned pick scores higher on 04's selection groups (then it ships as it is). Returns the record."""
+    pretrained_wins = rival is None or choice.selection_f1 is None or choice.selection_f1 >= rival.selection_f1
+    levers = choice.chosen if pretrained_wins else Levers()
+    record = {"base": pretrained_spec(run, input_size) if pretrained_wins else rival.spec,
+              "levers": {"flip": levers.flip, "whiten": levers.whiten},
+              "candidates": _candidates(run, input_size),
+              "comparison": None if rival is None else {
+                  "selection groups": int(rival.held.sum()),
+                  "pretrained + levers": choice.selection_f1, "fine-tuned (04)": rival.selection_f1},
+              "study": choice.metrics()}
+    if levers.whiten:
+        choice.whitening.save(models_dir(run) / WHITENING_FILE)
     path = embedding_path(run)
     path.parent.mkdir(parents=True, exist_ok=True)
-    if whitening is not None:
-        whitening.save(models_dir(run) / WHITENING_FILE)
-    record = {"base": base_spec, "levers": {"flip": levers.flip, "whiten": levers.whiten}, "study": study}
     tmp = path.with_suffix(".tmp")
     tmp.write_text(json.dumps(record, indent=2, default=str))
     tmp.replace(path)
-    return path
+    return record
 
 
 def has_finetuned(run) -> bool:
@@ -101,19 +146,17 @@ def has_finetuned(run) -> bool:
 
 
 def image_model_spec(run, input_size: int | None = None, levers: bool = True) -> dict:
-    """JSON description of :func:`best_model` (what a saved matcher records and rebuilds); ``levers=False``:
-    the model 03/04 chose, without 05's levers (what 05 itself studies)."""
-    if has_finetuned(run):
-        spec = {"kind": "finetuned", **finetuned_spec(models_dir(run))}
-    else:
-        spec = {"kind": "pretrained", "backbone": _read(backbone_path(run), "backbones", run)["best"],
-                "input_size": input_size}
+    """JSON description of :func:`best_model` (what a saved matcher records and rebuilds): 05's choice
+    (``models/embedding.json``); ``levers=False``: the model 03/04 chose, before 05."""
     if not levers:
-        return spec
+        if has_finetuned(run):
+            return {"kind": "finetuned", **finetuned_spec(models_dir(run))}
+        return pretrained_spec(run, input_size)
     choice = _read(embedding_path(run), "metric", run)
-    if choice["base"] != spec:
-        raise ValueError(f"{embedding_path(run)} chose its levers for the image model {choice['base']}, but 03/04 "
-                         f"now pick {spec}: rerun 05 (make metric RUN={Path(run.path).name})")
+    if choice.get("candidates") != _candidates(run, input_size):
+        raise ValueError(f"{embedding_path(run)} chose between other image models than 03/04 now offer: rerun 05 "
+                         f"(make metric RUN={Path(run.path).name})")
+    spec = dict(choice["base"])
     if choice["levers"]["whiten"]:
         spec["whitening_sha256"] = file_sha256(models_dir(run) / WHITENING_FILE)
     return {**spec, "levers": choice["levers"]}

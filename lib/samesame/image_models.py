@@ -16,7 +16,7 @@ import pandas as pd
 from .backbones import Backbone, BackboneUnavailable, load_backbone
 from .embed import Embeddings, embed_images
 from .neighbors import exclude_rows, knn, threshold_grid, tune_threshold, TunedThreshold
-from .retrieval import LeverStudy, Levers, Whitening, lever_study, score_levers, with_flip_tta
+from .retrieval import LeverStudy, Levers, Whitening, held_out_f1, lever_study, score_levers, with_flip_tta
 
 MIN_LEVER_IMAGES = 50  # usable train images below which the levers' folds would score noise: they are skipped
 
@@ -112,34 +112,38 @@ def metric_table(tuned: dict[str, TunedThreshold]) -> pd.DataFrame:
 
 @dataclass
 class EmbeddingChoice:
-    """05's levers: the study on train's group folds, the kept levers, their whitening, and the seed-style row."""
+    """05's levers on a pretrained backbone: the study on train's group folds, the kept levers, their whitening,
+    their score on 04's selection groups (to compare with a fine-tuned model) and the seed-style row."""
 
     study: LeverStudy | None
     chosen: Levers
     whitening: Whitening | None
     final: dict            # threshold, train/test mean F1 of the kept levers fitted on the whole train split
+    selection_f1: float | None = None   # on the held rows given to embedding_levers (04's selection groups)
     skipped: str | None = None
 
     def metrics(self) -> dict:
-        out = {"chosen": self.chosen.name, "final": self.final}
+        out = {"chosen": self.chosen.name, "final": self.final, "selection_mean_f1": self.selection_f1}
         if self.study is not None:
             out["table"] = self.study.table.to_dict("records")
         return out if self.skipped is None else {**out, "skipped": self.skipped}
 
 
 def embedding_levers(backbone: Backbone, plain: ImageSignal, splits: dict[str, pd.DataFrame], *, seed: int = 0,
-                     progress: bool = True, **embed_kwargs) -> EmbeddingChoice:
+                     held: np.ndarray | None = None, progress: bool = True, **embed_kwargs) -> EmbeddingChoice:
     """Measure flip TTA, PCA whitening and query expansion on the train split's group folds
     (:func:`samesame.retrieval.lever_study`), keep what wins, and fit the kept whitening on the whole train split.
 
-    ``plain``: ``backbone``'s embeddings of both splits (03/04's); the flipped ones are embedded here.
+    ``backbone`` must not have trained on these groups (a pretrained one), or the folds are not unseen.
+    ``plain``: its embeddings of both splits (03's, cached); the flipped ones are embedded here. ``held``: train
+    rows (04's selection groups) on which the kept levers are also scored, whitening fitted on the other rows.
     """
     labels = {s: splits[s]["label_group"].to_numpy() for s in SPLITS}
     pools = {s: (plain.embeddings[s].vectors, plain.embeddings[s].ok) for s in SPLITS}
     usable = int(pools["train"][1].sum())
     if usable < MIN_LEVER_IMAGES:
         final = score_levers(Levers(), pools["train"], labels["train"], pools["test"], labels["test"])
-        return EmbeddingChoice(None, Levers(), None, final, f"skipped: {usable} usable train images (need "
+        return EmbeddingChoice(None, Levers(), None, final, skipped=f"skipped: {usable} usable train images (need "
                                f"{MIN_LEVER_IMAGES} to compare levers on group folds); the plain embedding is kept")
     flipped_signal = embed_splits(with_flip_tta(backbone), splits, progress=progress, **embed_kwargs)
     flipped = {s: (flipped_signal.embeddings[s].vectors, flipped_signal.embeddings[s].ok) for s in SPLITS}
@@ -148,4 +152,5 @@ def embedding_levers(backbone: Backbone, plain: ImageSignal, splits: dict[str, p
     source = flipped if chosen.flip else pools
     whitening = Whitening.fit(*source["train"], dims=chosen.whiten) if chosen.whiten else None
     final = score_levers(chosen, source["train"], labels["train"], source["test"], labels["test"])
-    return EmbeddingChoice(study, chosen, whitening, final)
+    selection = None if held is None else round(held_out_f1(chosen, *source["train"], labels["train"], held), 4)
+    return EmbeddingChoice(study, chosen, whitening, final, selection)
