@@ -6,12 +6,13 @@ import sys
 from unittest import mock
 
 import numpy as np
+import pandas as pd
 import pytest
 
 from samesame import artefacts
 from samesame.embed import run_model
 from samesame.image_models import EmbeddingChoice
-from samesame.retrieval import Levers, Whitening
+from samesame.retrieval import Levers, LeverStudy, Whitening
 from samesame.runs import Run
 
 
@@ -29,8 +30,9 @@ def test_missing_artefact_names_the_make_target(tmp_path):
         artefacts.image_model_spec(run, 64)
 
 
-def _choice(levers: Levers, whitening, selection_f1=None) -> EmbeddingChoice:
-    return EmbeddingChoice(None, levers, whitening, {"test_mean_f1": 0.5}, selection_f1)
+def _choice(levers: Levers, whitening, selection_f1=None, std=0.01) -> EmbeddingChoice:
+    study = LeverStudy(pd.DataFrame([{"levers": levers.name, "mean_f1": 0.4, "std_f1": std}]), levers)
+    return EmbeddingChoice(study, levers, whitening, {"test_mean_f1": 0.5}, selection_f1)
 
 
 def test_the_levers_05_kept_become_part_of_the_image_model_and_travel_with_it(tmp_path):
@@ -63,9 +65,12 @@ def test_a_fine_tuned_model_ships_only_when_it_beats_the_pretrained_one_with_lev
     with mock.patch.object(artefacts, "_candidates", return_value={"pretrained": {}, "finetuned": spec}):
         lost = artefacts.save_embedding_choice(run, None, _choice(Levers(True, 0), None, 0.40), rival)
         assert lost["base"] == spec and lost["levers"] == {"flip": False, "whiten": 0}
-        assert lost["comparison"] == {"selection groups": 1, "pretrained + levers": 0.40, "fine-tuned (04)": 0.45}
+        assert lost["comparison"] == {"selection groups": 1, "noise": 0.01, "pretrained + levers": 0.40,
+                                      "fine-tuned (04)": 0.45}
+        within_noise = artefacts.save_embedding_choice(run, None, _choice(Levers(True, 0), None, 0.443), rival)
+        assert within_noise["base"]["kind"] == "pretrained" and within_noise["levers"] == {"flip": True, "whiten": 0}
         won = artefacts.save_embedding_choice(run, None, _choice(Levers(True, 0), None, 0.47), rival)
-        assert won["base"]["kind"] == "pretrained" and won["levers"] == {"flip": True, "whiten": 0}
+        assert won["base"]["kind"] == "pretrained"
 
 
 def test_saved_matcher_is_reused_only_for_the_same_format_train_csv_image_model_and_fit_options(tmp_path):

@@ -194,7 +194,8 @@ def _levers(record: dict | None) -> str:
     if comparison:
         text += (f" On 04's {comparison['selection groups']} selection rows it scores "
                  f"{comparison['pretrained + levers']:.3f} against the fine-tuned model's "
-                 f"{comparison['fine-tuned (04)']:.3f}.")
+                 f"{comparison['fine-tuned (04)']:.3f} (the fine-tuned one must win by more than the folds' std, "
+                 f"{comparison['noise']:.3f}).")
     shipped = "04's fine-tuned model" if record["base"]["kind"] == "finetuned" else "the pretrained model with these levers"
     rows = [{"levers": r["levers"], "held-out mean F1": r["mean_f1"], "std": r["std_f1"],
              "train mean F1": r["train_mean_f1"]} for r in study["table"]]

@@ -120,14 +120,16 @@ def _candidates(run, input_size: int | None) -> dict:
 def save_embedding_choice(run, input_size: int | None, choice: EmbeddingChoice,
                           rival: FinetunedRival | None) -> dict:
     """05's artefact: the image model 06/07 use. 03's pretrained backbone with the levers 05 kept, unless 04's
-    fine-tuned pick scores higher on 04's selection groups (then it ships as it is). Returns the record."""
-    pretrained_wins = rival is None or choice.selection_f1 is None or choice.selection_f1 >= rival.selection_f1
+    fine-tuned pick beats it on 04's selection groups by more than the levers' fold noise (their std): a model
+    that trained on the data must earn its place. Returns the record."""
+    pretrained_wins = (rival is None or choice.selection_f1 is None
+                       or rival.selection_f1 <= choice.selection_f1 + choice.noise)
     levers = choice.chosen if pretrained_wins else Levers()
     record = {"base": pretrained_spec(run, input_size) if pretrained_wins else rival.spec,
               "levers": {"flip": levers.flip, "whiten": levers.whiten},
               "candidates": _candidates(run, input_size),
               "comparison": None if rival is None else {
-                  "selection groups": int(rival.held.sum()),
+                  "selection groups": int(rival.held.sum()), "noise": choice.noise,
                   "pretrained + levers": choice.selection_f1, "fine-tuned (04)": rival.selection_f1},
               "study": choice.metrics()}
     if levers.whiten:

@@ -122,6 +122,13 @@ class EmbeddingChoice:
     selection_f1: float | None = None   # on the held rows given to embedding_levers (04's selection groups)
     skipped: str | None = None
 
+    @property
+    def noise(self) -> float:
+        """The kept row's std over the folds: how much a rival must win by to count."""
+        if self.study is None:
+            return 0.0
+        return float(self.study.table.set_index("levers").loc[self.chosen.name, "std_f1"])
+
     def metrics(self) -> dict:
         out = {"chosen": self.chosen.name, "final": self.final, "selection_mean_f1": self.selection_f1}
         if self.study is not None:
