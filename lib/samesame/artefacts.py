@@ -8,13 +8,14 @@ file                                   written by                     read by
 =====================================  =============================  ==========================
 ``models/backbone.json``               03_backbone_compare            05, 06, matcher fit
 ``models/finetune.json``               04_finetune (also "skipped")   05, 06, matcher fit
-``models/embedding.json`` (+ ``.npz``)  05_metric (the levers kept)    06, matcher fit
+``models/embedding.json`` (+ ``.npz``)  05_metric (the image model)   06, matcher fit
 ``models/matcher/``                    ``make fit`` (or 07 itself)    07, ``make kaggle``
 =====================================  =============================  ==========================
 
-The image model used everywhere after 05 is :func:`best_model`: 04's fine-tuned pick when
-it trained one, else 03's best pretrained backbone (both chosen on the train side), with the
-training-free levers 05 kept (flip TTA, PCA whitening fitted on the train split).
+The image model used everywhere after 05 is :func:`best_model`, 05's choice: 03's best
+pretrained backbone with the training-free levers 05 kept (flip TTA, PCA whitening fitted on
+the train split), unless 04's fine-tuned pick beats it on 04's selection groups by more than
+the levers' fold noise. Everything is chosen on the train side.
 A saved matcher is reused only when it was fitted on the same train.csv (SHA-256 of
 its bytes) with the same image model (:func:`matcher_for`).
 """
