@@ -26,7 +26,7 @@ from tqdm.auto import tqdm
 
 from .backbones import Backbone
 from .data import group_folds
-from .neighbors import best_threshold, exclude_rows, knn, l2_normalize, sweep_thresholds
+from .neighbors import exclude_rows, knn, l2_normalize, sweep_thresholds, tune_threshold
 
 WHITEN_EPS = 0.1   # eigenvalue floor as a share of the mean eigenvalue: keeps noise directions from exploding
 LEVER_FOLDS = 3    # label-group folds of the train split each lever is scored on
@@ -144,21 +144,18 @@ def transform(levers: Levers, fit: np.ndarray, fit_ok: np.ndarray, pools: Sequen
     return out
 
 
-def _f1(vectors: np.ndarray, ok: np.ndarray, labels: np.ndarray, threshold: float | None = None):
-    dist, idx = exclude_rows(*knn(vectors), ok)
-    sweep = sweep_thresholds(dist, idx, labels, THRESHOLDS)
-    if threshold is None:
-        threshold = best_threshold(sweep)
-    return float(sweep.loc[(sweep["threshold"] - threshold).abs().idxmin(), "mean_f1"]), threshold
+def _search(vectors: np.ndarray, ok: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    return exclude_rows(*knn(vectors), ok)
 
 
 def score_levers(levers: Levers, train: tuple[np.ndarray, np.ndarray], train_labels,
                  test: tuple[np.ndarray, np.ndarray], test_labels) -> dict:
     """Fit on train (whitening, threshold), score test at train's threshold: train and test mean F1."""
     a, b = transform(levers, *train, [train, test])
-    train_f1, threshold = _f1(a, train[1], np.asarray(train_labels))
-    test_f1, _ = _f1(b, test[1], np.asarray(test_labels), threshold)
-    return {"threshold": threshold, "train_mean_f1": round(train_f1, 4), "test_mean_f1": round(test_f1, 4)}
+    tuned = tune_threshold(_search(a, train[1]), train_labels, _search(b, test[1]), test_labels, THRESHOLDS)
+    summary = tuned.summary()
+    return {"threshold": tuned.threshold, "train_mean_f1": round(float(summary["train_mean_f1"]), 4),
+            "test_mean_f1": round(float(summary["test_mean_f1"]), 4)}
 
 
 def held_out_f1(levers: Levers, vectors: np.ndarray, ok: np.ndarray, labels, held: np.ndarray) -> float:
@@ -166,7 +163,7 @@ def held_out_f1(levers: Levers, vectors: np.ndarray, ok: np.ndarray, labels, hel
     fine-tuned models by, so a pretrained model with levers and a fine-tuned one compare on the same groups."""
     held = np.asarray(held, bool)
     (pool,) = transform(levers, vectors[~held], ok[~held], [(vectors[held], ok[held])])
-    return _f1(pool, ok[held], np.asarray(labels)[held])[0]
+    return float(sweep_thresholds(*_search(pool, ok[held]), np.asarray(labels)[held], THRESHOLDS)["mean_f1"].max())
 
 
 def lever_grid(whiten_dims: Sequence[int] = (128, 256), query_expansion: int = 3) -> list[Levers]:
