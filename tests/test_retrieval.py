@@ -6,8 +6,8 @@ import pytest
 from samesame.backbones import load_backbone
 from samesame.embed import run_model
 from samesame.neighbors import l2_normalize
-from samesame.retrieval import (Levers, Whitening, lever_grid, lever_study, query_expansion, with_flip_tta,
-                                with_whitening)
+from samesame.retrieval import (Levers, Whitening, flip_average, lever_grid, lever_study, mirrored, query_expansion,
+                                with_flip_tta, with_whitening)
 
 
 def test_whitening_of_the_fit_set_has_identity_covariance():
@@ -52,6 +52,12 @@ def test_flip_tta_of_a_mirror_symmetric_image_equals_the_plain_embedding():
     asymmetric = rng.uniform(0, 255, size=(2, 64, 64, 3)).astype(np.float32)
     assert not np.allclose(run_model(flipped.model, asymmetric), l2_normalize(run_model(backbone.model, asymmetric)),
                            atol=1e-4)
+    # 05 embeds only the mirror images and averages them with the cached plain embeddings: the same vectors
+    mirror = mirrored(backbone)
+    assert mirror.name == "random_lite0+mirror"
+    np.testing.assert_allclose(flip_average(run_model(backbone.model, asymmetric), run_model(mirror.model, asymmetric)),
+                               run_model(flipped.model, asymmetric), atol=1e-5)
+    np.testing.assert_array_equal(flip_average(np.zeros((1, 4)), np.zeros((1, 4))), np.zeros((1, 4)))
 
 
 def test_whitening_as_keras_layers_equals_whitening_apply():

@@ -16,7 +16,8 @@ import pandas as pd
 from .backbones import Backbone, BackboneUnavailable, load_backbone
 from .embed import Embeddings, embed_images
 from .neighbors import exclude_rows, knn, threshold_grid, tune_threshold, TunedThreshold
-from .retrieval import LeverStudy, Levers, Whitening, held_out_f1, lever_study, score_levers, with_flip_tta
+from .retrieval import (LeverStudy, Levers, Whitening, flip_average, held_out_f1, lever_study, mirrored,
+                        score_levers)
 
 MIN_LEVER_IMAGES = 50  # usable train images below which the levers' folds would score noise: they are skipped
 
@@ -142,7 +143,7 @@ def embedding_levers(backbone: Backbone, plain: ImageSignal, splits: dict[str, p
     (:func:`samesame.retrieval.lever_study`), keep what wins, and fit the kept whitening on the whole train split.
 
     ``backbone`` must not have trained on these groups (a pretrained one), or the folds are not unseen.
-    ``plain``: its embeddings of both splits (03's, cached); the flipped ones are embedded here. ``held``: train
+    ``plain``: its embeddings of both splits (03's, cached); only the mirror images are embedded here. ``held``: train
     rows (04's selection groups) on which the kept levers are also scored, whitening fitted on the other rows.
     """
     labels = {s: splits[s]["label_group"].to_numpy() for s in SPLITS}
@@ -152,8 +153,8 @@ def embedding_levers(backbone: Backbone, plain: ImageSignal, splits: dict[str, p
         final = score_levers(Levers(), pools["train"], labels["train"], pools["test"], labels["test"])
         return EmbeddingChoice(None, Levers(), None, final, skipped=f"skipped: {usable} usable train images (need "
                                f"{MIN_LEVER_IMAGES} to compare levers on group folds); the plain embedding is kept")
-    flipped_signal = embed_splits(with_flip_tta(backbone), splits, progress=progress, **embed_kwargs)
-    flipped = {s: (flipped_signal.embeddings[s].vectors, flipped_signal.embeddings[s].ok) for s in SPLITS}
+    mirror = embed_splits(mirrored(backbone), splits, progress=progress, **embed_kwargs).embeddings
+    flipped = {s: (flip_average(pools[s][0], mirror[s].vectors), pools[s][1] & mirror[s].ok) for s in SPLITS}
     study = lever_study(pools["train"], flipped["train"], labels["train"], seed=seed, progress=progress)
     chosen = study.chosen
     source = flipped if chosen.flip else pools

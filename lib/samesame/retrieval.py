@@ -89,15 +89,27 @@ def _usable(vectors: np.ndarray, ok: np.ndarray | None) -> np.ndarray:
     return np.ones(len(vectors), bool) if ok is None else np.asarray(ok, bool)
 
 
+def mirrored(backbone: Backbone) -> Backbone:
+    """The backbone run on each image's mirror image: the half of flip TTA that the plain embeddings lack, so
+    05 embeds (and caches) only that half (:func:`flip_average`)."""
+    image = keras.Input((backbone.input_size, backbone.input_size, 3), name="image")
+    return Backbone(f"{backbone.name}+mirror", keras.Model(image, backbone.model(keras.ops.flip(image, axis=2)),
+                                                           name=f"{backbone.model.name}_mirror"),
+                    backbone.input_size, backbone.dim, backbone.weights)
+
+
 def with_flip_tta(backbone: Backbone) -> Backbone:
     """The backbone averaging the L2-normalised embeddings of each image and its mirror image."""
     image = keras.Input((backbone.input_size, backbone.input_size, 3), name="image")
-    plain = backbone.model(image)
-    mirrored = backbone.model(keras.ops.flip(image, axis=2))
     unit = keras.layers.UnitNormalization()
-    mean = keras.layers.Average(name="flip_tta")([unit(plain), unit(mirrored)])
+    mean = keras.layers.Average(name="flip_tta")([unit(backbone.model(image)), unit(mirrored(backbone).model(image))])
     return Backbone(f"{backbone.name}+flip", keras.Model(image, mean, name=f"{backbone.model.name}_flip"),
                     backbone.input_size, backbone.dim, backbone.weights)
+
+
+def flip_average(plain: np.ndarray, mirror: np.ndarray) -> np.ndarray:
+    """What :func:`with_flip_tta` computes, from plain and :func:`mirrored` embeddings (zero rows stay zero)."""
+    return (l2_normalize(plain) + l2_normalize(mirror)) / 2
 
 
 def query_expansion(vectors: np.ndarray, ok: np.ndarray | None = None, k: int = 3, alpha: float = 3.0) -> np.ndarray:
@@ -230,4 +242,4 @@ def with_whitening(backbone: Backbone, whitening: Whitening, digest: str) -> Bac
 
 
 __all__ = ["LeverStudy", "Levers", "Whitening", "held_out_f1", "lever_grid", "lever_study", "query_expansion", "score_levers",
-           "transform", "with_flip_tta", "with_whitening"]
+           "transform", "flip_average", "mirrored", "with_flip_tta", "with_whitening"]
