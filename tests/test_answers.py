@@ -159,3 +159,22 @@ def test_fit_answer_names_the_shipped_recipe_and_its_cross_fitted_estimate():
     run = _run()
     run["fit"].update(command="python -m samesame.pipeline fit --profile kaggle --run d", commit="abc1234")
     assert "Fitted by `python -m samesame.pipeline fit --profile kaggle --run d` at commit abc1234." in answer("fit", run)
+
+
+def test_metric_answer_says_which_image_model_ships_and_with_which_levers():
+    study = {"chosen": "PCA whitening 128", "final": {"train_mean_f1": 0.39, "test_mean_f1": 0.405},
+             "table": [{"levers": "plain", "fold_0": 0.37, "mean_f1": 0.37, "std_f1": 0.01, "train_mean_f1": 0.36},
+                       {"levers": "PCA whitening 128", "fold_0": 0.42, "mean_f1": 0.424, "std_f1": 0.008,
+                        "train_mean_f1": 0.40}]}
+    record = {"study": study, "candidates": {"pretrained": {"backbone": "efficientnet_lite0"}},
+              "base": {"kind": "finetuned"}, "levers": {"flip": False, "whiten": 128},
+              "comparison": {"selection groups": 143, "noise": 0.008, "pretrained + levers": 0.443,
+                             "fine-tuned (04)": 0.446, "fine-tuned + PCA whitening 128": 0.47}}
+    run = _run()
+    run["05_metric"]["levers"] = record
+    text = answer("05_metric", run)
+    assert "kept **PCA whitening 128** at 0.424 ± 0.008" in text
+    assert "0.443 against the fine-tuned model's 0.446 (PCA whitening 128: 0.470)" in text
+    assert "06 and 07 use 04's fine-tuned model with PCA whitening 128" in text
+    record["base"], record["comparison"] = {"kind": "pretrained"}, None
+    assert "06 and 07 use the pretrained model with these levers" in answer("05_metric", run)

@@ -12,7 +12,7 @@ import pytest
 from samesame import artefacts
 from samesame.embed import run_model
 from samesame.image_models import EmbeddingChoice
-from samesame.retrieval import Levers, LeverStudy, Whitening
+from samesame.retrieval import Levers, LeverStudy, Whitening, held_out_f1
 from samesame.runs import Run
 
 
@@ -71,6 +71,27 @@ def test_a_fine_tuned_model_ships_only_when_it_beats_the_pretrained_one_with_lev
         assert within_noise["base"]["kind"] == "pretrained" and within_noise["levers"] == {"flip": True, "whiten": 0}
         won = artefacts.save_embedding_choice(run, None, _choice(Levers(True, 0), None, 0.47), rival)
         assert won["base"]["kind"] == "pretrained"
+
+
+def test_the_fine_tuned_rival_is_offered_the_kept_whitening_and_ships_with_it_when_that_wins(tmp_path):
+    from test_retrieval import _nuisance_data
+
+    run = Run(tmp_path / "r")
+    artefacts.save_backbone_choice(run, {"best": "efficientnet_lite0"})
+    spec = {"kind": "finetuned", "model": "m-arcface-e3"}
+    x, labels = _nuisance_data(0)
+    held = labels % 3 == 0                                   # a third of the groups: the selection groups
+    ok = np.ones(len(x), bool)
+    plain = held_out_f1(Levers(), x, ok, labels, held)       # as 04 would have scored it on its selection groups
+    rival = artefacts.FinetunedRival(spec, plain, held, (x, ok), labels)
+    f1, whitening = rival.whitened(16)
+    assert f1 > plain + 0.05 and whitening.dims == 16          # whitening lifts the nuisance-ridden vectors
+    assert artefacts.FinetunedRival(spec, plain, held).whitened(16) is None   # no stored embeddings: as stored
+    with mock.patch.object(artefacts, "_candidates", return_value={"pretrained": {}, "finetuned": spec}):
+        record = artefacts.save_embedding_choice(run, None, _choice(Levers(False, 16), None, plain + 0.02), rival)
+    assert record["base"] == spec and record["levers"] == {"flip": False, "whiten": 16}
+    assert record["comparison"]["fine-tuned + PCA whitening 16"] == f1
+    np.testing.assert_allclose(Whitening.load(run.path / "models" / "whitening.npz").projection, whitening.projection)
 
 
 def test_saved_matcher_is_reused_only_for_the_same_format_train_csv_image_model_and_fit_options(tmp_path):

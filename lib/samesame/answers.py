@@ -192,11 +192,15 @@ def _levers(record: dict | None) -> str:
             f"F1 (train {final['train_mean_f1']:.3f}).")
     comparison = record.get("comparison")
     if comparison:
+        whitened = [f" ({k[len('fine-tuned + '):]}: {v:.3f})" for k, v in comparison.items()
+                    if k.startswith("fine-tuned + ")]
         text += (f" On 04's {comparison['selection groups']} selection rows it scores "
                  f"{comparison['pretrained + levers']:.3f} against the fine-tuned model's "
-                 f"{comparison['fine-tuned (04)']:.3f} (the fine-tuned one must win by more than the folds' std, "
-                 f"{comparison['noise']:.3f}).")
-    shipped = "04's fine-tuned model" if record["base"]["kind"] == "finetuned" else "the pretrained model with these levers"
+                 f"{comparison['fine-tuned (04)']:.3f}{''.join(whitened)} (the fine-tuned one must win by more than "
+                 f"the folds' std, {comparison['noise']:.3f}).")
+    shipped = ("the pretrained model with these levers" if record["base"]["kind"] != "finetuned" else
+               "04's fine-tuned model" + (f" with PCA whitening {record['levers']['whiten']}"
+                                          if record["levers"]["whiten"] else ""))
     rows = [{"levers": r["levers"], "held-out mean F1": r["mean_f1"], "std": r["std_f1"],
              "train mean F1": r["train_mean_f1"]} for r in study["table"]]
     return text + f" 06 and 07 use {shipped}.\n\n" + markdown_table(rows)

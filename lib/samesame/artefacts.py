@@ -37,7 +37,7 @@ from .embed import embed_images
 from .finetune import SUMMARY_FILE, backbone_from_embedder, finetuned_spec, holdout_groups, load_finetuned
 from .fusion import MATCHER_FORMAT, Matcher, fit_matcher
 from .image_models import EmbeddingChoice, ImageSignal, embed_splits
-from .retrieval import Levers, Whitening, with_flip_tta, with_whitening
+from .retrieval import Levers, Whitening, held_out_f1, with_flip_tta, with_whitening
 from .title_model import TitleModelConfig
 from .tuning import TuningGrid
 
@@ -85,11 +85,22 @@ def embedding_path(run) -> Path:
 
 @dataclass(frozen=True)
 class FinetunedRival:
-    """04's fine-tuned pick as 05 compares it: its score on 04's selection groups, and those train rows."""
+    """04's fine-tuned pick as 05 compares it: its score on 04's selection groups, those train rows, and its
+    stored train-split embeddings (so the whitening 05 keeps can be offered to it too)."""
 
     spec: dict
     selection_f1: float
     held: np.ndarray
+    train: tuple[np.ndarray, np.ndarray] | None = None   # (vectors, ok) of the train split
+    labels: np.ndarray | None = None                      # the train split's label groups
+
+    def whitened(self, dims: int) -> tuple[float, Whitening] | None:
+        """(score on the selection groups with PCA whitening fitted on the rows it trained on, that whitening
+        fitted on the whole train split); None without stored embeddings or without whitening."""
+        if not dims or self.train is None:
+            return None
+        f1 = held_out_f1(Levers(whiten=dims), *self.train, self.labels, self.held)
+        return round(f1, 4), Whitening.fit(*self.train, dims=dims)
 
 
 def finetuned_rival(run, train: pd.DataFrame) -> FinetunedRival | None:
@@ -103,7 +114,9 @@ def finetuned_rival(run, train: pd.DataFrame) -> FinetunedRival | None:
         raise ValueError(f"{finetune_path(run)} predates the record of its selection groups: rerun 04 "
                          f"(make finetune RUN={Path(run.path).name})")
     held = holdout_groups(train, info["selection_fraction"], info["seed"])
-    return FinetunedRival(image_model_spec(run, levers=False), float(best["selection_mean_f1"]), held)
+    stored = load_finetuned(models_dir(run))[1].embeddings["train"]
+    return FinetunedRival(image_model_spec(run, levers=False), float(best["selection_mean_f1"]), held,
+                          (stored.vectors, stored.ok), train["label_group"].to_numpy())
 
 
 def pretrained_spec(run, input_size: int | None = None) -> dict:
@@ -122,19 +135,25 @@ def save_embedding_choice(run, input_size: int | None, choice: EmbeddingChoice,
                           rival: FinetunedRival | None) -> dict:
     """05's artefact: the image model 06/07 use. 03's pretrained backbone with the levers 05 kept, unless 04's
     fine-tuned pick beats it on 04's selection groups by more than the levers' fold noise (their std): a model
-    that trained on the data must earn its place. Returns the record."""
-    pretrained_wins = (rival is None or choice.selection_f1 is None
-                       or rival.selection_f1 <= choice.selection_f1 + choice.noise)
-    levers = choice.chosen if pretrained_wins else Levers()
+    that trained on the data must earn its place. The fine-tuned model competes as stored or with the kept
+    PCA whitening (fitted on the rows it trained on), whichever scores better there. Returns the record."""
+    whitened = rival.whitened(choice.chosen.whiten) if rival is not None else None
+    rival_levers, rival_whitening = Levers(), None          # the fine-tuned model as 04 stored it ...
+    if whitened is not None and whitened[0] > rival.selection_f1:   # ... or with the kept whitening, if better
+        rival_levers, rival_whitening = Levers(whiten=choice.chosen.whiten), whitened[1]
+    rival_f1 = None if rival is None else max(rival.selection_f1, whitened[0] if whitened else 0.0)
+    pretrained_wins = rival is None or choice.selection_f1 is None or rival_f1 <= choice.selection_f1 + choice.noise
+    levers, whitening = (choice.chosen, choice.whitening) if pretrained_wins else (rival_levers, rival_whitening)
+    comparison = None if rival is None else {
+        "selection groups": int(rival.held.sum()), "noise": choice.noise,
+        "pretrained + levers": choice.selection_f1, "fine-tuned (04)": rival.selection_f1}
+    if whitened is not None:
+        comparison[f"fine-tuned + PCA whitening {choice.chosen.whiten}"] = whitened[0]
     record = {"base": pretrained_spec(run, input_size) if pretrained_wins else rival.spec,
               "levers": {"flip": levers.flip, "whiten": levers.whiten},
-              "candidates": _candidates(run, input_size),
-              "comparison": None if rival is None else {
-                  "selection groups": int(rival.held.sum()), "noise": choice.noise,
-                  "pretrained + levers": choice.selection_f1, "fine-tuned (04)": rival.selection_f1},
-              "study": choice.metrics()}
+              "candidates": _candidates(run, input_size), "comparison": comparison, "study": choice.metrics()}
     if levers.whiten:
-        choice.whitening.save(models_dir(run) / WHITENING_FILE)
+        whitening.save(models_dir(run) / WHITENING_FILE)
     path = embedding_path(run)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(".tmp")
