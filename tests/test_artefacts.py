@@ -119,3 +119,15 @@ def test_image_models_and_finetune_no_longer_import_each_other():
     code = ("import sys, samesame.image_models; assert 'samesame.finetune' not in sys.modules, "
             "'image_models imports finetune'")
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_the_groups_a_fine_tuned_image_model_trained_on_are_read_from_04s_record(tmp_path):
+    run = Run(tmp_path / "r")
+    finetune = run.path / "models" / "finetune.json"
+    finetune.write_text(json.dumps({"rows": [], "best": {"epochs": 3}, "info": {"seed": 0}}))
+    assert artefacts.image_trained_groups(run, None) == []
+    assert artefacts.image_trained_groups(run, {"kind": "pretrained", "backbone": "efficientnet_lite0"}) == []
+    with pytest.raises(ValueError, match="predates the record of the groups it trained on: rerun 04"):
+        artefacts.image_trained_groups(run, {"kind": "finetuned"})
+    finetune.write_text(json.dumps({"rows": [], "best": {"epochs": 3}, "info": {"fit_groups": [7, 2**62]}}))
+    assert artefacts.image_trained_groups(run, {"kind": "finetuned"}) == [7, 2**62]

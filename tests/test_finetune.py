@@ -132,7 +132,7 @@ def test_holdout_is_whole_train_groups(splits):
         holdout_groups(splits["train"].iloc[:3], 0.3, seed=0)  # a single group cannot be split
 
 
-def test_grid_table_and_best(grid):
+def test_grid_table_and_best(grid, splits):
     result, _ = grid
     table = result.table
     assert list(table["model"]) == ["efficientnet_lite0-pretrained"] + [
@@ -142,6 +142,9 @@ def test_grid_table_and_best(grid):
     assert set(result.curves["config"]) == {"softmax-layer", "arcface-layer"}
     metrics = result.metrics()
     assert metrics["best"]["model"] == result.best["model"] and len(metrics["rows"]) == len(table)
+    fit_groups = set(result.info["fit_groups"])              # what the matcher fit must not tune on
+    assert len(fit_groups) == result.info["n_fit_groups"] and fit_groups <= set(splits["train"]["label_group"])
+    assert not fit_groups & set(splits["test"]["label_group"])
 
 
 def test_listing_without_image_is_kept_with_a_zero_vector(grid, splits):

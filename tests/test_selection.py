@@ -108,3 +108,31 @@ def test_dropped_signals_name_what_is_missing_and_why():
     one = np.zeros(len(df), bool)
     one[0] = True
     assert dropped_signals(df, (np.ones((len(df), 4), np.float32), one))["image"].startswith("1 of 15 listings")
+
+
+def test_groups_a_fine_tuned_image_model_trained_on_are_left_out_of_the_recipe_tuning_and_its_estimate():
+    """Memorised groups (image vectors identical within the group) would make images look perfect; the estimate and
+    the threshold must come from the groups the image model never saw (noisy vectors), as unseen test groups are."""
+    df, rng = _listings(n_groups=80)
+    photos = df.assign(title="", image_phash="0" * 16)     # images carry the match alone
+    groups = photos["label_group"].to_numpy() - 1000
+    centres = rng.normal(size=(80, 16))
+    noisy = centres[groups] + 0.9 * rng.normal(size=(len(df), 16))
+    seen = np.arange(80)[::2] + 1000                        # half the groups: the image model trained on them
+    memorised = np.where(np.isin(photos["label_group"], seen)[:, None], centres[groups], noisy).astype(np.float32)
+    ok = np.ones(len(df), bool)
+    naive = fit_matcher(photos, image_embeddings=(memorised, ok), grid=FAST, pair_classifier=False, progress=False)
+    honest = fit_matcher(photos, image_embeddings=(memorised, ok), image_seen_groups=seen, grid=FAST,
+                         pair_classifier=False, progress=False)
+    truth = fit_matcher(photos.loc[~np.isin(photos["label_group"], seen)].reset_index(drop=True),
+                        image_embeddings=(noisy[~np.isin(photos["label_group"], seen)].astype(np.float32),
+                                          ok[: (~np.isin(photos["label_group"], seen)).sum()]),
+                        grid=FAST, pair_classifier=False, progress=False)
+    estimate = lambda m: Selection.from_dict(m.info["selection"]).estimate["mean_f1"]   # noqa: E731
+    assert estimate(naive) > estimate(honest) + 0.05          # memorised groups inflate the naive estimate
+    assert estimate(honest) == pytest.approx(estimate(truth))  # the honest one is the unseen groups' alone
+    assert honest.info["tuning_groups"] == {"tuned and scored on": 40, "left out (the image model trained on them)": 40}
+    assert naive.info["tuning_groups"]["left out (the image model trained on them)"] == 0
+    with pytest.raises(ValueError, match="never trained on .* too few to cross-fit"):
+        fit_matcher(photos, image_embeddings=(memorised, ok), image_seen_groups=np.arange(1, 80) + 1000, grid=FAST,
+                    progress=False)

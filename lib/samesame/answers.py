@@ -225,7 +225,7 @@ def _errors(metrics: dict) -> str:
     if shipped:
         text += (f"The shipped recipe, `{shipped['method']}`, chosen by cross-fitting over train.csv's label groups, "
                  f"is estimated at {shipped['mean_f1']:.3f} ± {shipped['std_f1']:.3f} mean F1 on unseen groups "
-                 f"({shipped['folds']} held-out folds). ")
+                 f"({shipped['folds']} held-out folds{_left_out(e.get('tuning_groups'))}). ")
     if "image" in singles:
         text += (f"Images alone score {singles['image']:.3f}, which "
                  f"{versus_seed(singles['image'], SEED_BEST.test_mean_f1, 'best image-only')}. ")
@@ -267,12 +267,21 @@ def _submission(metrics: dict) -> str:
     return head + "\n\n" + markdown_table([row, seed])
 
 
+def _left_out(tuning_groups: dict | None) -> str:
+    """The groups a fine-tuned image model trained on are left out of the recipe's tuning: say so, with counts."""
+    if not tuning_groups or not tuning_groups.get("left out (the image model trained on them)"):
+        return ""
+    return (f"; tuned and scored on the {tuning_groups['tuned and scored on']} label groups the fine-tuned image "
+            f"model never saw, its {tuning_groups['left out (the image model trained on them)']} training groups "
+            "left out")
+
+
 def _fit(metrics: dict) -> str:
     f = metrics["fit"]
     s = f["shipped"]
     text = (f"**Answer:** `make fit` ships `{f['method']}`. Of the step configurations cross-fitted over train.csv's "
             f"label groups ({s['folds']} held-out folds), `{f['chosen_steps']}` scored best: {s['mean_f1']:.3f} ± "
-            f"{s['std_f1']:.3f} mean F1, the estimate for unseen groups.")
+            f"{s['std_f1']:.3f} mean F1, the estimate for unseen groups{_left_out(f.get('tuning_groups'))}.")
     if f.get("command"):
         text += f" Fitted by `{f['command']}` at commit {f.get('commit')}."
     if f.get("skipped"):

@@ -204,6 +204,17 @@ def backbone_from_spec(spec: dict, embedder_file: str | Path | None = None,
     return backbone
 
 
+def image_trained_groups(run, spec: dict | None) -> list[int]:
+    """The label groups the image model ``spec`` trained on (04 records them; none for a pretrained model)."""
+    if spec is None or spec["kind"] != "finetuned":
+        return []
+    info = _read(finetune_path(run), "finetune", run)["info"]
+    if "fit_groups" not in info:
+        raise ValueError(f"{finetune_path(run)} predates the record of the groups it trained on: rerun 04 "
+                         f"(make finetune RUN={Path(run.path).name})")
+    return info["fit_groups"]
+
+
 def best_model(run, input_size: int | None = None, levers: bool = True) -> Backbone:
     """The best image model so far, chosen on the train side: 04's fine-tuned pick, else 03's best backbone,
     with 05's levers unless ``levers=False``."""
@@ -269,7 +280,8 @@ def fit_and_save(run, train_csv: str | Path, train: pd.DataFrame, *, use_images:
                            backbone_from_spec(spec, embedder, models_dir(run) / WHITENING_FILE),
                            batch_size=batch_size, cache_dir=cache_dir, progress=progress)
         images = (emb.vectors, emb.ok)
-    matcher = fit_matcher(train, image_embeddings=images, cache_dir=cache_dir, progress=progress, **(fit_options or {}))
+    matcher = fit_matcher(train, image_embeddings=images, image_seen_groups=image_trained_groups(run, spec),
+                          cache_dir=cache_dir, progress=progress, **(fit_options or {}))
     matcher.info.update(train_sha256=file_sha256(train_csv), n_train=len(train), image_model=spec,
                         fit_options=options_key(fit_options),
                         fit_seconds=round(time.perf_counter() - started, 2))
@@ -289,7 +301,8 @@ def fit_summary(matcher: Matcher) -> dict:
     selection = matcher.info["selection"]
     return {"method": matcher.name, "fit_seconds": matcher.info.get("fit_seconds"),
             "n_train": matcher.info.get("n_train"), "shipped": {"method": matcher.name, **selection["estimate"]},
-            "chosen_steps": selection["chosen_name"], "selection": selection["table"], "skipped": selection["skipped"]}
+            "chosen_steps": selection["chosen_name"], "selection": selection["table"], "skipped": selection["skipped"],
+            "tuning_groups": matcher.info.get("tuning_groups")}
 
 
 def fit_options(train_seed: int, title_encoder: dict, fusion_tuning: dict, fusion_grid: dict) -> dict:

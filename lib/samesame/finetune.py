@@ -492,6 +492,7 @@ def finetune_grid(
     best = table.loc[table["selection_mean_f1"].idxmax()].to_dict()
     info = {"backbone": backbone, "image_size": image_size, "cut_layer": cut, "n_views": n_views,
             "n_fit": len(fit_rows), "n_train_unusable": int((~train_views.ok).sum()), "n_fit_groups": len(classes),
+            "fit_groups": [int(g) for g in classes],   # what the models memorised: the matcher fit tunes without them
             "selection_fraction": selection_fraction, "seed": seed, "n_selection": int(held.sum()),
             "n_selection_groups": int(train.loc[held, "label_group"].nunique()),
             "trunk_cache_mb": round((train_views.features.nbytes + test_views.features.nbytes) / 2**20, 1),
