@@ -138,10 +138,9 @@ def save_embedding_choice(run, input_size: int | None, choice: EmbeddingChoice,
     that trained on the data must earn its place. The fine-tuned model competes as stored or with the kept
     PCA whitening (fitted on the rows it trained on), whichever scores better there. Returns the record."""
     whitened = rival.whitened(choice.chosen.whiten) if rival is not None else None
-    rival_levers, rival_whitening = Levers(), None          # the fine-tuned model as 04 stored it ...
-    if whitened is not None and whitened[0] > rival.selection_f1:   # ... or with the kept whitening, if better
-        rival_levers, rival_whitening = Levers(whiten=choice.chosen.whiten), whitened[1]
-    rival_f1 = None if rival is None else max(rival.selection_f1, whitened[0] if whitened else 0.0)
+    rival_f1, rival_levers, rival_whitening = (rival.selection_f1, Levers(), None) if rival else (None, None, None)
+    if whitened is not None and whitened[0] > rival_f1:     # the kept whitening lifts it: it competes with it
+        rival_f1, rival_levers, rival_whitening = whitened[0], Levers(whiten=choice.chosen.whiten), whitened[1]
     pretrained_wins = rival is None or choice.selection_f1 is None or rival_f1 <= choice.selection_f1 + choice.noise
     levers, whitening = (choice.chosen, choice.whitening) if pretrained_wins else (rival_levers, rival_whitening)
     comparison = None if rival is None else {
