@@ -15,8 +15,8 @@ DATA_DIR ?=
 PROFILE ?= $(if $(DATA_DIR),kaggle,sample)
 RUN ?= $(shell date +%Y%m%d-%H%M%S)
 RUN := $(RUN)
-PIPELINE = $(PY) -m samesame.pipeline run --profile $(PROFILE) --run $(RUN) $(if $(DATA_DIR),--data-dir $(DATA_DIR))
-FIT = $(PY) -m samesame.pipeline fit --profile $(PROFILE) --run $(RUN) $(if $(DATA_DIR),--data-dir $(DATA_DIR))
+PIPELINE = $(PY) -m samesame.run.pipeline run --profile $(PROFILE) --run $(RUN) $(if $(DATA_DIR),--data-dir $(DATA_DIR))
+FIT = $(PY) -m samesame.run.pipeline fit --profile $(PROFILE) --run $(RUN) $(if $(DATA_DIR),--data-dir $(DATA_DIR))
 R := runs/$(RUN)
 BACKBONE := $(R)/models/backbone.json
 FINETUNE := $(R)/models/finetune.json
@@ -78,16 +78,16 @@ $(error make kaggle RUN=$(RUN): runs/$(RUN) not found; runs/ has: $(KAGGLE_RUNS)
 endif
 endif
 kaggle: $(STAMP) $(if $(wildcard $(MATCHER)),,$(MATCHER))
-	$(PY) -m samesame.kaggle --matcher $(R)/models/matcher --out dist/kaggle --owner $(KAGGLE_USER)
+	$(PY) -m samesame.run.kaggle --matcher $(R)/models/matcher --out dist/kaggle --owner $(KAGGLE_USER)
 
 sample: $(STAMP)
-	$(PY) -m samesame.pipeline sample --profile $(PROFILE)
+	$(PY) -m samesame.run.pipeline sample --profile $(PROFILE)
 
 test: $(STAMP)
 	$(PY) -m pytest
 
 results: $(STAMP)
-	$(PY) -m samesame.results $(RUNS)
+	$(PY) -m samesame.study.results $(RUNS)
 
 bench: $(STAMP)
 	$(PY) scripts/bench.py --out runs/bench/bench.json

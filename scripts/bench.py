@@ -5,11 +5,11 @@
 (a) end-to-end embedding of synthetic JPEGs on disk vs the model alone on
     pre-decoded tensors of the same batch size -> ``embed_pipeline_vs_model``
     (target >= 0.8: decoding must hide behind the model);
-(b) ``samesame.neighbors.knn`` (k=50, cosine) on 20000 x 1280 vs the float32
+(b) ``samesame.core.neighbors.knn`` (k=50, cosine) on 20000 x 1280 vs the float32
     matmul X @ X.T it cannot avoid -> ``knn_vs_matmul`` (target <= 1.5);
-(c) ``samesame.fusion.Matcher.predict`` (titles + phash, pair classifier included) on a
+(c) ``samesame.match.matching.Matcher.predict`` (titles + phash, pair classifier included) on a
     pool the size of the Kaggle hidden test (70,000 listings) -> ``match_70k_seconds`` (goal <= 120);
-(c') ``samesame.fusion.fit_matcher`` on a 34,250-listing synthetic train table -> ``fit_34k_seconds`` (goal <= 300);
+(c') ``samesame.match.selection.fit_matcher`` on a 34,250-listing synthetic train table -> ``fit_34k_seconds`` (goal <= 300);
     both without the title transformer, whose throughput (e) is measured on its own: ``title_model``;
 (d) peak RSS and the machine. Prints and writes JSON; asserts nothing.
 
@@ -28,10 +28,16 @@ import resource
 import sys
 import tempfile
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
 from PIL import Image, ImageDraw
+
+from samesame.run.settings import defaults
+
+CFG = defaults()
+OPTIONS = CFG.matcher_options
 
 
 def make_jpegs(folder: Path, n: int, seed: int = 0) -> list[Path]:
@@ -80,9 +86,9 @@ def _best_times(fns: dict, repeats: int) -> dict[str, tuple[float, float]]:
 
 def bench_pipeline(n_images: int, batch_size: int, repeats: int) -> dict:
     """images/s of embed_images from files vs run_model on the same images already decoded."""
-    from samesame.backbones import load_backbone
-    from samesame.embed import configure_accelerator, default_workers, embed_images, run_model
-    from samesame.images import load_array
+    from samesame.image.backbones import load_backbone
+    from samesame.image.embed import configure_accelerator, default_workers, embed_images, run_model
+    from samesame.image.images import load_array
 
     accelerator = configure_accelerator()
     backbone = load_backbone("efficientnet_lite0")
@@ -127,8 +133,8 @@ def bench_pipeline(n_images: int, batch_size: int, repeats: int) -> dict:
 
 
 def bench_knn(n: int, dim: int, k: int, repeats: int, chunk: int = 4096) -> dict:
-    """Seconds of samesame.neighbors.knn vs the bare chunked X @ X.T it has to compute anyway."""
-    from samesame.neighbors import knn
+    """Seconds of samesame.core.neighbors.knn vs the bare chunked X @ X.T it has to compute anyway."""
+    from samesame.core.neighbors import knn
 
     x = np.random.default_rng(0).normal(size=(n, dim)).astype(np.float32)
     x /= np.linalg.norm(x, axis=1, keepdims=True)
@@ -146,7 +152,7 @@ def synthetic_listings(n_groups: int, seed: int):
     """Sample-generator titles (no pixels) with a phash per listing: its group's hash with a few bits flipped."""
     import pandas as pd
 
-    from samesame.sample import plan_sample
+    from samesame.data.sample import plan_sample
 
     _, groups = plan_sample(n_groups, test_fraction=0.0, image_size=64, seed=seed)
     rng = np.random.default_rng(seed)
@@ -177,11 +183,12 @@ def bench_matching(n_listings: int, fit_groups: int = 1500) -> dict:
     min2, pair classifier; fit on ``fit_groups`` other synthetic groups, then saved and loaded as 07 does;
     image embeddings excluded, as in 07 on csv-only data). The title transformer is left out here and timed
     by :func:`bench_title_model` (on a CPU it dominates). Mean F1 is against the synthetic groups."""
-    from samesame.fusion import Matcher, fit_matcher
-    from samesame.metrics import score_matches
+    from samesame.core.metrics import score_matches
+    from samesame.match.matching import Matcher
+    from samesame.match.selection import fit_matcher
 
     train = synthetic_listings(fit_groups, seed=1)
-    matcher = fit_matcher(train, title_model=None, pair_classifier=True, progress=False)
+    matcher = fit_matcher(train, OPTIONS.changed(title_model=None, pair_classifier=True), progress=False)
     with tempfile.TemporaryDirectory(prefix="samesame-bench-") as tmp:
         matcher = Matcher.load(matcher.save(Path(tmp) / "matcher"))
     pool = synthetic_listings(max(1, int(n_listings / 3.1)), seed=2)     # ~3.1 listings per group
@@ -198,11 +205,11 @@ def bench_fit(n_listings: int) -> dict:
     """Seconds of fit_matcher as 07 / `make fit` run it (tuned recipe, pair classifier when it wins) on a
     synthetic train table of ``n_listings`` (train.csv has 34,250); images and the title transformer excluded
     (see :func:`bench_title_model`)."""
-    from samesame.fusion import fit_matcher
+    from samesame.match.selection import fit_matcher
 
     train = synthetic_listings(max(1, int(n_listings / 3.1)), seed=3)
     start, cpu = time.perf_counter(), _cpu_seconds()
-    matcher = fit_matcher(train, title_model=None, progress=False)
+    matcher = fit_matcher(train, OPTIONS.changed(title_model=None), progress=False)
     return {"n_listings": len(train), "method": matcher.name, "fit_s": time.perf_counter() - start,
             "fit_cpu_s": _cpu_seconds() - cpu}
 
@@ -211,15 +218,15 @@ def bench_title_model(n_titles: int = 2000, epochs: int = 1) -> dict:
     """Throughput of the e5 title transformer (default config) on synthetic titles: embedding, and training
     (frozen-layer cache + epochs), in titles per second; the seconds it adds to a 70k match and a 34k fit
     (whose encoder learns from 60% of the train groups) follow by proportion."""
-    from samesame.title_model import TitleEncoder, TitleModelConfig
+    from samesame.text.title_model import TitleEncoder
 
     pool = synthetic_listings(max(1, int(n_titles / 3.1)), seed=4)
     titles, labels = pool["title"].tolist(), pool["label_group"].to_numpy()
-    config = TitleModelConfig()
+    config = CFG.title_encoder
     start = time.perf_counter()
     TitleEncoder(config).embed(titles)
     embed_per_s = len(titles) / (time.perf_counter() - start)
-    encoder = TitleEncoder(TitleModelConfig(epochs=epochs))
+    encoder = TitleEncoder(replace(CFG.title_encoder, epochs=epochs))
     start = time.perf_counter()
     encoder.fit(titles, labels, progress=False)
     fit_s = time.perf_counter() - start

@@ -2,8 +2,8 @@
 
 import pytest
 
-from samesame.answers import ANSWERS, answer, markdown_table, versus_seed
-from samesame.seed import SEED
+from samesame.study.answers import ANSWERS, answer, markdown_table, versus_seed
+from samesame.study.seed import SEED
 
 
 def _phash(test=0.60, train=0.58):
@@ -157,8 +157,8 @@ def test_fit_answer_names_the_shipped_recipe_and_its_cross_fitted_estimate():
             "0.004 mean F1") in text
     assert "| threshold rule | 0.840 | 0.010 |" in text and "Not scored" not in text
     run = _run()
-    run["fit"].update(command="python -m samesame.pipeline fit --profile kaggle --run d", commit="abc1234")
-    assert "Fitted by `python -m samesame.pipeline fit --profile kaggle --run d` at commit abc1234." in answer("fit", run)
+    run["fit"].update(command="python -m samesame.run.pipeline fit --profile kaggle --run d", commit="abc1234")
+    assert "Fitted by `python -m samesame.run.pipeline fit --profile kaggle --run d` at commit abc1234." in answer("fit", run)
 
 
 def test_metric_answer_says_which_image_model_ships_and_with_which_levers():

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from samesame.arcface import ArcFace, L2Normalize, ramped_margin
+from samesame.core.arcface import ArcFace, L2Normalize, ramped_margin
 
 DEG = math.pi / 180
 

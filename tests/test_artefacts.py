@@ -3,17 +3,21 @@
 import json
 import subprocess
 import sys
+from dataclasses import replace
 from unittest import mock
 
 import numpy as np
 import pandas as pd
 import pytest
 
-from samesame import artefacts
-from samesame.embed import run_model
-from samesame.image_models import EmbeddingChoice
-from samesame.retrieval import Levers, LeverStudy, Whitening, held_out_f1
-from samesame.runs import Run
+from samesame.image.comparison import EmbeddingChoice
+from samesame.image.embed import run_model
+from samesame.image.retrieval import Levers, LeverStudy, Whitening, held_out_f1
+from samesame.match.matching import MATCHER_FORMAT
+from samesame.run import artefacts
+from samesame.run.matcher import options_key, saved_matcher_fits
+from samesame.run.runs import Run
+from samesame.run.settings import defaults
 
 
 def test_missing_artefact_names_the_make_target(tmp_path):
@@ -98,26 +102,26 @@ def test_saved_matcher_is_reused_only_for_the_same_format_train_csv_image_model_
     train_csv = tmp_path / "train.csv"
     train_csv.write_text("posting_id,title\na,x\n")
     folder = tmp_path / "matcher"
-    assert not artefacts.saved_matcher_fits(folder, train_csv, None)
+    options = defaults().matcher_options
+    assert not saved_matcher_fits(folder, train_csv, None, options)
     folder.mkdir()
     spec = {"kind": "pretrained", "backbone": "efficientnet_lite0", "input_size": None}
-    options = artefacts.fit_options(0, {"epochs": 1}, {"min2": True}, {"step_folds": 3})
-    info = {"train_sha256": artefacts.file_sha256(train_csv), "image_model": spec,
-            "fit_options": artefacts.options_key(options)}
+    info = {"train_sha256": artefacts.file_sha256(train_csv), "image_model": spec, "fit_options": options_key(options)}
     (folder / "matcher.json").write_text(json.dumps({"format": 1, "info": info}))
-    assert not artefacts.saved_matcher_fits(folder, train_csv, spec, options)      # an older format: refit
-    (folder / "matcher.json").write_text(json.dumps({"format": artefacts.MATCHER_FORMAT, "info": info}))
-    assert artefacts.saved_matcher_fits(folder, train_csv, spec, options)
-    assert not artefacts.saved_matcher_fits(folder, train_csv, None, options)
-    other = artefacts.fit_options(0, {"epochs": 2}, {"min2": True}, {"step_folds": 3})   # another title model
-    assert not artefacts.saved_matcher_fits(folder, train_csv, spec, other)
+    assert not saved_matcher_fits(folder, train_csv, spec, options)      # an older format: refit
+    (folder / "matcher.json").write_text(json.dumps({"format": MATCHER_FORMAT, "info": info}))
+    assert saved_matcher_fits(folder, train_csv, spec, options)
+    assert not saved_matcher_fits(folder, train_csv, None, options)
+    other = options.changed(title_model=replace(options.title_model, epochs=2))   # another title model
+    assert not saved_matcher_fits(folder, train_csv, spec, other)
+    assert not saved_matcher_fits(folder, train_csv, spec, options.changed(min2=False))   # another fusion option
     train_csv.write_text("posting_id,title\na,y\n")
-    assert not artefacts.saved_matcher_fits(folder, train_csv, spec, options)
+    assert not saved_matcher_fits(folder, train_csv, spec, options)
 
 
 def test_image_models_and_finetune_no_longer_import_each_other():
-    code = ("import sys, samesame.image_models; assert 'samesame.finetune' not in sys.modules, "
-            "'image_models imports finetune'")
+    code = ("import sys, samesame.image.comparison; assert 'samesame.image.finetune' not in sys.modules, "
+            "'image.comparison imports finetune'")
     subprocess.run([sys.executable, "-c", code], check=True)
 
 

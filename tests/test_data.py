@@ -1,8 +1,9 @@
 import pandas as pd
 import pytest
-
-from samesame.data import DataError, decode_title, group_sizes, load_dataset, read_listings, split_by_group
 from conftest import write_listings
+
+from samesame.core.splits import split_by_group
+from samesame.data.listings import DataError, decode_title, group_sizes, load_dataset, read_listings
 
 ROW = {"posting_id": "train_1", "image": "a.jpg", "image_phash": "94974f937d4c2433", "title": "x", "label_group": 1}
 
@@ -105,7 +106,7 @@ def test_split_by_group_is_disjoint_deterministic_and_sized():
     assert set(split_by_group(df, 0.3, seed=1)[1].label_group) != set(te.label_group)
     assert te.index.tolist() == list(range(len(te)))
     with pytest.raises(ValueError):
-        split_by_group(df, 1.0)
+        split_by_group(df, 1.0, 0)
 
 
 def test_real_dev_table_loads(shopee_dev):

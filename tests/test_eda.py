@@ -1,10 +1,9 @@
 import matplotlib
-import numpy as np
 import pandas as pd
 from PIL import Image
 
-from samesame import eda, viz
-from samesame.data import load_dataset
+from samesame.data.listings import load_dataset
+from samesame.study import eda, viz
 
 
 def test_summary_counts(tiny_kaggle):

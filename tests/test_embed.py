@@ -8,16 +8,16 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from samesame import embed
-from samesame.embed import Embeddings, cache_key, configure_accelerator, embed_images, run_model
-from samesame.images import load_array
+from samesame.image import embed
+from samesame.image.embed import Embeddings, cache_key, configure_accelerator, embed_images, run_model
+from samesame.image.images import load_array
 
 SIZE = 16
 
 
 @dataclass
 class FakeBackbone:
-    """Same fields as samesame.backbones.Backbone."""
+    """Same fields as samesame.image.backbones.Backbone."""
 
     model: object
     name: str = "tiny"

@@ -1,8 +1,8 @@
 import numpy as np
 import pandas as pd
 
-from samesame import viz
-from samesame.errors import blame_signals, error_metrics, errors_by_group_size, listing_errors, worst_listings
+from samesame.study import viz
+from samesame.study.errors import blame_signals, error_metrics, errors_by_group_size, listing_errors, worst_listings
 
 LABELS = [1, 1, 1, 2, 2]
 MATCHES = [np.array([0, 1, 3]), np.array([1, 0]), np.array([2]), np.array([3, 4]), np.array([4, 3])]

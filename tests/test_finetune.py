@@ -1,17 +1,21 @@
 """Fine-tuning: model surgery, frozen statistics, loss going down, selection blind to test, storage, reruns."""
 
+from dataclasses import replace
+
 import keras
 import numpy as np
 import pandas as pd
 import pytest
 from PIL import Image, ImageDraw
 
-from samesame.backbones import load_backbone
-from samesame.embed import embed_images
-from samesame.finetune import (
-    SUMMARY_FILE, FrozenStatistics, augment, build_models, clear_models, cut_layer, finetune_grid, finetuned_backbone, holdout_groups,
-    image_views, load_finetuned, split_backbone, train_epochs, unfrozen_layers,
-)
+from samesame.image.backbones import load_backbone
+from samesame.image.embed import embed_images
+from samesame.image.finetune import finetune_grid, stored_finetune
+from samesame.image.finetune.files import SUMMARY_FILE, clear_models
+from samesame.image.finetune.models import FrozenStatistics, build_models, cut_layer, split_backbone, unfrozen_layers
+from samesame.image.finetune.train import holdout_groups, train_epochs
+from samesame.image.finetune.views import augment, image_views
+from samesame.run.settings import defaults
 
 SIZE = 64
 COLOURS = [(220, 30, 30), (30, 160, 40), (40, 60, 220), (230, 200, 20), (150, 40, 180), (20, 190, 200)]
@@ -53,8 +57,9 @@ def splits(tmp_path_factory):
     return {"train": train, "test": listings(folder, range(12, 18))}
 
 
-GRID = dict(image_size=SIZE, unfreeze=("layer",), epochs=(1, 2), n_views=2, batch_size=8, lr=3e-3,
-            selection_fraction=0.3, progress=False)
+SETTINGS = replace(defaults().finetune, image_size=SIZE, unfreeze=("layer",), epochs=(1, 2), views=2, batch_size=8,
+                   lr=3e-3, selection_fraction=0.3)
+GRID = dict(settings=SETTINGS, seed=0, progress=False)
 
 
 @pytest.fixture(scope="module")
@@ -164,22 +169,23 @@ def test_selection_ignores_test_labels_and_reruns_reproduce(grid, splits, tmp_pa
     pd.testing.assert_series_equal(again.table["train_mean_f1"], result.table["train_mean_f1"])
     assert not again.table["test_mean_f1"].equals(result.table["test_mean_f1"])  # the test labels did go in
     for name in result.table["model"]:  # same seed, same vectors
-        np.testing.assert_allclose(load_finetuned(tmp_path / "models", name)[1].embeddings["train"].vectors,
-                                   load_finetuned(models, name)[1].embeddings["train"].vectors, atol=1e-5)
+        np.testing.assert_allclose(stored_finetune(tmp_path / "models").embeddings(name)[1].embeddings["train"].vectors,
+                                   stored_finetune(models).embeddings(name)[1].embeddings["train"].vectors, atol=1e-5)
 
 
 def test_saved_models_reload_and_give_the_same_vectors(grid, splits):
     result, models = grid
-    name, signal = load_finetuned(models)
+    stored = stored_finetune(models)
+    name, signal = stored.embeddings()
     assert name == result.best["model"]
     np.testing.assert_array_equal(signal.embeddings["test"].vectors, result.best_signal.embeddings["test"].vectors)
     fine = result.table["model"].iloc[-1]
-    backbone = finetuned_backbone(models, fine)
+    backbone = stored.backbone(fine)
     fresh = embed_images(splits["test"]["image_path"].tolist(), backbone, batch_size=8, progress=False)
-    np.testing.assert_allclose(fresh.vectors, load_finetuned(models, fine)[1].embeddings["test"].vectors, atol=1e-4)
-    assert isinstance(keras.saving.load_model(models / fine / "embedder.keras").get_layer("tail"), FrozenStatistics)
+    np.testing.assert_allclose(fresh.vectors, stored.embeddings(fine)[1].embeddings["test"].vectors, atol=1e-4)
+    assert isinstance(keras.saving.load_model(stored.embedder_file(fine)).get_layer("tail"), FrozenStatistics)
     with pytest.raises(FileNotFoundError, match="stored"):
-        load_finetuned(models, "no-such-model")
+        stored.embeddings("no-such-model")
 
 
 def test_bad_splits_are_rejected(splits):

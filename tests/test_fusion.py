@@ -1,17 +1,23 @@
 """Fusion rules on hand-made candidate pairs, blending on a toy example, matcher round trips (synthetic)."""
 
 import json
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
 
-from samesame.fusion import (Candidates, Matcher, Signals, ablation, blend_signals, candidate_pairs, fit_matcher,
-                             fused_score, keep_pairs, matches_from_pairs, pair_scores, searched_signals)
-from samesame.metrics import score_matches
-from samesame.recipe import Blend, PairStep, Recipe
-from samesame.title_model import TitleModelConfig
+from samesame.core.metrics import score_matches
+from samesame.match.ablation import ablation
+from samesame.match.candidates import Candidates, Signals, blend_signals, candidate_pairs
+from samesame.match.matching import Matcher, matches_from_pairs, searched_signals
+from samesame.match.recipe import Blend, PairStep, Recipe, fused_score, keep_pairs, pair_scores
+from samesame.match.selection import fit_matcher
+from samesame.run.settings import defaults
+
+CFG = defaults()
+OPTIONS = CFG.matcher_options
 
 DATA = Path(__file__).resolve().parents[1].parent / "shared/data/shopee-dev"
 
@@ -106,8 +112,7 @@ def _check_matches(matches, n):
 
 def test_matcher_round_trip_without_images():
     df, _ = _listings()
-    matcher = fit_matcher(df, title_model=TitleModelConfig(train_layers=1, epochs=2, batch_size=32),
-                          pair_classifier=True, progress=False)
+    matcher = fit_matcher(df, OPTIONS.changed(title_model=replace(CFG.title_encoder, train_layers=1, epochs=2, batch_size=32), pair_classifier=True), progress=False)
     assert isinstance(matcher.recipe, Recipe) and matcher.recipe.pair_classifier is not None
     assert matcher.name.endswith("+pair_classifier")
     assert "title" in matcher.pair_classifier.feature_names
@@ -124,8 +129,7 @@ def test_matcher_round_trip_with_partial_image_embeddings():
     ok = rng.random(len(df)) > 0.3
     vectors[~ok] = 0.0
     for wanted in (False, True):
-        matcher = fit_matcher(df, image_embeddings=(vectors, ok), title_model=None, pair_classifier=wanted,
-                              progress=False)
+        matcher = fit_matcher(df, OPTIONS.changed(title_model=None, pair_classifier=wanted), image_embeddings=(vectors, ok), progress=False)
         assert "image" in matcher.recipe.weights and (matcher.recipe.pair_classifier is not None) is wanted
         matches = matcher.predict(df, image_embeddings=(vectors, ok), progress=False)
         _check_matches(matches, len(df))
@@ -153,15 +157,15 @@ def test_searched_signals_skip_weight_zero_ones_but_keep_union_and_blend():
 
 def test_matcher_needs_recipe_and_pair_classifier_together():
     with pytest.raises(ValueError, match="PairClassifier"):
-        Matcher({"weights": {"tfidf": 1.0}, "threshold": 0.5, "pair_classifier": {"threshold": 0.5}}, None)
+        Matcher({"weights": {"tfidf": 1.0}, "threshold": 0.5, "pair_classifier": {"threshold": 0.5}}, None, CFG.tfidf)
 
 
 def test_ablation_never_reads_val_labels():
     train, _ = _listings(seed=0, n_groups=60)
     val, _ = _listings(seed=2, n_groups=20)
     shuffled = val.assign(label_group=np.random.default_rng(0).permutation(val["label_group"].to_numpy()))
-    table, recipes, _ = ablation(train, val, title_model=None, progress=False)
-    table_s, recipes_s, _ = ablation(train, shuffled, title_model=None, progress=False)
+    table, recipes, _ = ablation(train, val, OPTIONS.changed(title_model=None), None, progress=False)
+    table_s, recipes_s, _ = ablation(train, shuffled, OPTIONS.changed(title_model=None), None, progress=False)
     assert {"+pair classifier", "best"} <= set(table["method"])
     assert "image" not in set(table["method"])           # no image vectors, no image-only row
     assert recipes["+pair classifier"].pair_classifier is not None
@@ -180,8 +184,7 @@ def test_ablation_has_an_image_only_row_when_image_vectors_exist():
         vectors = np.stack([centres[g] + 0.1 * rng.normal(size=16) for g in df["label_group"]]).astype(np.float32)
         return vectors, np.arange(len(df)) % 5 != 0            # every fifth listing has no usable image
 
-    table, recipes, predictions = ablation(train, val, train_images=images(train), val_images=images(val),
-                                           title_model=None, progress=False)
+    table, recipes, predictions = ablation(train, val, OPTIONS.changed(title_model=None), None, train_images=images(train), val_images=images(val), progress=False)
     assert recipes["image"].weights == {"image": 1.0}
     assert table.set_index("method").loc["image", "mean_f1"] > 0.5 and len(predictions["image"]) == len(val)
 
@@ -189,10 +192,11 @@ def test_ablation_has_an_image_only_row_when_image_vectors_exist():
 @pytest.mark.realdata
 @pytest.mark.skipif(not (DATA / "train.csv").exists(), reason="real dev data absent")
 def test_ablation_on_real_data_beats_tfidf_alone():
-    from samesame.data import load_dataset, split_by_group
+    from samesame.core.splits import split_by_group
+    from samesame.data.listings import load_dataset
 
     train, val = split_by_group(load_dataset(DATA).train, test_fraction=0.41, seed=0)
-    table, recipes, _ = ablation(train.iloc[:3000], val.iloc[:2000], title_model=None, progress=False)
+    table, recipes, _ = ablation(train.iloc[:3000], val.iloc[:2000], OPTIONS.changed(title_model=None), None, progress=False)
     f1 = table.set_index("method")["mean_f1"]
     assert f1["best"] > f1["tfidf"]
 
@@ -211,9 +215,7 @@ def test_saved_matcher_loads_and_gives_identical_matches(tmp_path):
     centres = rng.normal(size=(df["label_group"].nunique(), 12))
     vectors = (centres[df["label_group"] - 1000] + 0.3 * rng.normal(size=(len(df), 12))).astype(np.float32)
     ok = rng.random(len(df)) > 0.3
-    matcher = fit_matcher(df, image_embeddings=(vectors, ok),
-                          title_model=TitleModelConfig(train_layers=1, epochs=2, batch_size=32),
-                          pair_classifier=True, progress=False)
+    matcher = fit_matcher(df, OPTIONS.changed(title_model=replace(CFG.title_encoder, train_layers=1, epochs=2, batch_size=32), pair_classifier=True), image_embeddings=(vectors, ok), progress=False)
     matcher.info["train_sha256"] = "abc"
     folder = matcher.save(tmp_path / "matcher")
     assert {"recipe.json", "matcher.json", "title_encoder", "pair_classifier"} <= {p.name for p in folder.iterdir()}
@@ -231,13 +233,13 @@ def test_saved_matcher_loads_and_gives_identical_matches(tmp_path):
 
 
 def test_an_optional_step_must_win_in_most_group_folds_not_just_on_the_mean():
-    from samesame.data import group_folds
-    from samesame.tuning import TuningGrid, TuningPool
-    from samesame.metrics import scores_from_counts
+    from samesame.core.metrics import scores_from_counts
+    from samesame.core.splits import group_folds
+    from samesame.match.tuning import TuningPool
 
     labels = np.repeat(np.arange(200), 2)
-    pool = TuningPool(None, None, None, labels)
-    folds = group_folds(labels, TuningGrid().step_folds)
+    pool = TuningPool(None, None, None, labels, CFG.tuning, 0)
+    folds = group_folds(labels, CFG.tuning.step_folds)
     base = scores_from_counts(np.full(400, 2), np.full(400, 2), np.ones(400, int))           # F1 0.5 everywhere
     lucky = scores_from_counts(np.full(400, 2), np.full(400, 2), np.where(folds == 0, 2, 1))  # one fold perfect
     broad = scores_from_counts(np.full(400, 1), np.full(400, 2), np.ones(400, int))           # F1 0.667 everywhere
@@ -246,15 +248,13 @@ def test_an_optional_step_must_win_in_most_group_folds_not_just_on_the_mean():
 
 
 def test_tuning_grid_ranges_and_pair_classifier_settings_come_from_the_config():
-    from samesame.tuning import TuningGrid
 
-    grid = TuningGrid(thresholds=(0.5, 0.6, 0.05), pair_trees=7, pair_max_leaf_nodes=5)
+    grid = replace(CFG.tuning, thresholds=(0.5, 0.6, 0.05), pair_trees=7, pair_max_leaf_nodes=5)
     np.testing.assert_allclose(grid.threshold_values, [0.5, 0.55, 0.6])
-    assert TuningGrid().threshold_values[[0, -1]].tolist() == [0.2, 0.95] and len(TuningGrid().threshold_values) == 76
+    assert CFG.tuning.threshold_values[[0, -1]].tolist() == [0.2, 0.95] and len(CFG.tuning.threshold_values) == 76
     clf = grid.pair_classifier(seed=3)
     assert (clf.max_iter, clf.max_leaf_nodes, clf.seed) == (7, 5, 3)
     df, _ = _listings()
-    matcher = fit_matcher(df, title_model=None, pair_classifier=False, progress=False,
-                          grid=TuningGrid(thresholds=(0.5, 0.6, 0.05), weights=(0.0, 1.0)))
+    matcher = fit_matcher(df, OPTIONS.changed(title_model=None, pair_classifier=False, grid=replace(CFG.tuning, thresholds=(0.5, 0.6, 0.05), weights=(0.0, 1.0))), progress=False)
     assert matcher.recipe.threshold in (0.5, 0.55, 0.6)
     assert set(matcher.recipe.weights.values()) <= {0.0, 1.0}

@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from samesame import images
-from samesame.images import STATUSES, count_statuses, is_usable, load_array, open_rgb
+from samesame.image import images
+from samesame.image.images import STATUSES, count_statuses, is_usable, load_array, open_rgb
 
 RED = (255, 0, 0)
 

@@ -9,6 +9,7 @@ import os
 import shutil
 import subprocess
 import tempfile
+from dataclasses import asdict
 from pathlib import Path
 
 import pandas as pd
@@ -16,17 +17,17 @@ import papermill as pm
 import pytest
 from packaging.specifiers import SpecifierSet
 
-from samesame import artefacts
-from samesame.data import SOLUTION_FILE, load_dataset
-from samesame.embed import embed_images
-from samesame.image_models import EmbeddingChoice
-from samesame.fusion import Matcher
-from samesame.kaggle import EXTRA_WHEELS, KAGGLE_PYTHONS, REPO, TEMPLATE, build_bundle, wheel_for
-from samesame.pipeline import load_profile
-from samesame.retrieval import Levers, Whitening
-from samesame.runs import Run
-from samesame.sample import generate_sample
-from samesame.submission import build_submission, validate_submission
+from samesame.data.listings import SOLUTION_FILE, load_dataset
+from samesame.data.sample import generate_sample
+from samesame.data.submission import build_submission, validate_submission
+from samesame.image.comparison import EmbeddingChoice
+from samesame.image.embed import embed_images
+from samesame.image.retrieval import Levers, Whitening
+from samesame.match.matching import Matcher
+from samesame.run import artefacts, settings
+from samesame.run.kaggle import EXTRA_WHEELS, KAGGLE_PYTHONS, REPO, TEMPLATE, build_bundle, wheel_for
+from samesame.run.matcher import embed_for_matcher, fit_and_save
+from samesame.run.runs import Run
 
 pytestmark = pytest.mark.slow
 
@@ -42,10 +43,12 @@ def kaggle(tmp_path_factory):
     with the real wheels (downloaded once for the module)."""
     root = tmp_path_factory.mktemp("kaggle")
     competition = root / "input" / "shopee-product-matching"
-    tiny = load_profile("tiny")
+    tiny = settings.load("tiny", {"image": {"image_size": 64, "batch_size": 16}, "progress": False,
+                                  "fusion": {"unit_filter": False, "blend": False, "pair_classifier": True},
+                                  "tuning": {"pair_trees": 20, "pair_max_leaf_nodes": 7}}, data_dir=competition)
     # seed 3: every held-out fold has non-matching pairs above the pair classifier's floor, which a forced
     # pair classifier needs (tiny's own seed 1 leaves a fold without any, and fit_matcher raises)
-    generate_sample(competition, progress=False, **{**tiny["sample"], "seed": 3})
+    generate_sample(competition, progress=False, **{**asdict(tiny.sample), "seed": 3})
     run = Run(root / "runs" / "k")   # image model: the pretrained Lite0 (04 skipped)
     (run.path / "models" / "finetune.json").write_text(json.dumps({"rows": [], "best": {}, "skipped": "test"}))
     artefacts.save_backbone_choice(run, {"best": "efficientnet_lite0"})
@@ -55,12 +58,7 @@ def kaggle(tmp_path_factory):
                          batch_size=16, progress=False)
     choice = EmbeddingChoice(None, Levers(True, 8), Whitening.fit(plain.vectors, plain.ok, dims=8), {})
     artefacts.save_embedding_choice(run, 64, choice, None)
-    p = tiny["params"]
-    steps = {**p["fusion_tuning"], "unit_filter": False, "blend": False, "pair_classifier": True}
-    small_trees = {**p["fusion_grid"], "pair_trees": 20, "pair_max_leaf_nodes": 7}
-    options = artefacts.fit_options(p["train_seed"], p["title_encoder"], steps, small_trees)
-    matcher = artefacts.fit_and_save(run, competition / "train.csv", ds.train, image_size=64, batch_size=16,
-                                     progress=False, fit_options=options)
+    matcher = fit_and_save(run, tiny, ds.train)
     out = build_bundle(artefacts.matcher_path(run), root / "dist" / "kaggle", owner="someone")
     return {"root": root, "competition": competition, "matcher": matcher, "folder": artefacts.matcher_path(run),
             "out": out, "bundle": out / "dataset"}
@@ -116,7 +114,7 @@ def _run_notebook(kaggle, monkeypatch, name: str, input_dir: Path, kernel_name: 
 
 def _expected(kaggle, test: pd.DataFrame) -> pd.DataFrame:
     matcher = Matcher.load(kaggle["folder"])
-    images = artefacts.embed_for_matcher(matcher, kaggle["folder"], test, batch_size=16, progress=False)
+    images = embed_for_matcher(matcher, kaggle["folder"], test, batch_size=16, progress=False)
     return build_submission(test, matcher.predict(test, image_embeddings=images, progress=False))
 
 

@@ -1,5 +1,6 @@
 """A saved matcher folder with a missing, damaged or edited file fails on load with that file's name and the fix."""
 
+import dataclasses
 import json
 import re
 import shutil
@@ -8,10 +9,11 @@ import numpy as np
 import pytest
 from sklearn.ensemble import HistGradientBoostingClassifier
 
-from samesame.matching import Matcher
-from samesame.pairs import PairClassifier
-from samesame.recipe import PairStep, Recipe
-from samesame.title_model import BrokenEncoderError
+from samesame.match.matching import Matcher
+from samesame.match.pairs import PairClassifier
+from samesame.match.recipe import PairStep, Recipe
+from samesame.run.settings import defaults
+from samesame.text.title_model import BrokenEncoderError
 
 FEATURES = ["fused", "tfidf"]
 
@@ -22,7 +24,7 @@ def saved(tmp_path_factory):
     rng = np.random.default_rng(0)
     x = rng.random((40, len(FEATURES)))
     model = HistGradientBoostingClassifier(max_iter=2).fit(x, x[:, 0] > 0.5)
-    matcher = Matcher(Recipe({"tfidf": 1.0}, 0.5, pair_classifier=PairStep(0.5, 0.2, 0.1)), None,
+    matcher = Matcher(Recipe({"tfidf": 1.0}, 0.5, pair_classifier=PairStep(0.5, 0.2, 0.1)), None, defaults().tfidf,
                       pair_classifier=PairClassifier(feature_names=FEATURES, models=[model]))
     return matcher.save(tmp_path_factory.mktemp("saved") / "matcher")
 
@@ -47,6 +49,8 @@ def test_a_whole_folder_loads(folder):
     matcher = Matcher.load(folder)
     assert matcher.recipe.pair_classifier == PairStep(0.5, 0.2, 0.1) and matcher.encoder is None
     assert matcher.pair_classifier.feature_names == FEATURES and len(matcher.pair_classifier.models) == 1
+
+CONFIG = json.dumps(dataclasses.asdict(defaults().title_encoder))   # a valid title encoder config.json
 
 
 @pytest.mark.parametrize("damage, message", [
@@ -91,7 +95,7 @@ def test_matcher_json_and_recipe_json_from_different_fits_are_refused(folder):
 @pytest.mark.parametrize("damage, path, message", [
     (lambda f: None, "title_encoder", r"cannot load the saved title encoder \(the folder does not exist\)"),
     (lambda f: (f / "title_encoder").mkdir(), "title_encoder/config.json", r"cannot load .*FileNotFoundError"),
-    (lambda f: (f / "title_encoder").mkdir() or (f / "title_encoder" / "config.json").write_text("{}"),
+    (lambda f: (f / "title_encoder").mkdir() or (f / "title_encoder" / "config.json").write_text(CONFIG),
      "title_encoder/training.json", r"cannot load .*FileNotFoundError.*Refit it \(make fit\)"),
 ], ids=["no-folder", "empty-folder", "no-training"])
 def test_a_missing_or_broken_title_encoder_folder_names_the_file(folder, damage, path, message):
@@ -131,3 +135,9 @@ def test_a_half_written_tmp_sibling_does_not_break_the_next_save(saved, tmp_path
     assert sorted(p.name for p in tmp_path.iterdir()) == ["matcher"]
     assert sorted(p.name for p in folder.iterdir()) == ["matcher.json", "pair_classifier", "recipe.json"]
     assert Matcher.load(folder).recipe == matcher.recipe
+
+
+def test_a_title_model_outside_the_registry_names_the_kinds_and_the_fix(folder):
+    _edit_meta(folder, lambda m: m.update(title_encoder=True, title_model="bert"))
+    with pytest.raises(ValueError, match=r"matcher.json: title_model 'bert' is none of \['e5-small-arcface'\]; refit"):
+        Matcher.load(folder)

@@ -1,8 +1,7 @@
 import numpy as np
-import pandas as pd
 import pytest
 
-from samesame.metrics import score_id_sets, score_matches, scores_from_counts
+from samesame.core.metrics import score_id_sets, score_matches, scores_from_counts
 
 
 def test_hand_computed_example():

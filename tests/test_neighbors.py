@@ -2,9 +2,9 @@ import numpy as np
 import pytest
 import scipy.sparse as sp
 
-from samesame.metrics import score_matches
-from samesame.neighbors import (best_threshold, knn, l2_normalize, matches_from_knn, sweep_thresholds,
-                                tune_threshold)
+from samesame.core.metrics import score_matches
+from samesame.core.neighbors import (best_threshold, knn, l2_normalize, matches_from_knn, sweep_thresholds,
+                                     tune_threshold)
 
 
 @pytest.fixture

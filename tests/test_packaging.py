@@ -18,7 +18,7 @@ def _declared() -> set[str]:
 
 def _imports() -> set[str]:
     names = set()
-    for path in (REPO / "lib" / "samesame").glob("*.py"):
+    for path in (REPO / "lib" / "samesame").rglob("*.py"):
         for node in ast.walk(ast.parse(path.read_text())):
             if isinstance(node, ast.Import):
                 names |= {a.name.split(".")[0] for a in node.names}

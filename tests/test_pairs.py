@@ -3,9 +3,12 @@
 import numpy as np
 import pytest
 
-from samesame.fusion import Candidates, keep_pairs, pair_scores, tune_pair_step, tune_recipe
-from samesame.pairs import (PairClassifier, TitleTokens, pair_features, rank_in_row, reverse_index, row_best,
-                            symmetric_probability)
+from samesame.match.candidates import Candidates
+from samesame.match.pairs import (PairClassifier, TitleTokens, pair_features, rank_in_row, reverse_index, row_best,
+                                  symmetric_probability)
+from samesame.match.recipe import keep_pairs, pair_scores, tune_recipe
+from samesame.match.tuning import tune_pair_step
+from samesame.run.settings import defaults
 
 
 def _both_ways(pairs, values):
@@ -99,7 +102,7 @@ def _crowded_pairs(seed=0, n_pairs=150, decoys=4):
 
 def test_classifier_beats_the_threshold_rule_when_a_pool_relative_feature_matters():
     cands, labels = _crowded_pairs()
-    rule = tune_recipe(cands, labels, concat=["tfidf"])
+    rule = tune_recipe(cands, labels, concat=["tfidf"], grid=defaults().tuning)
     rule_f1 = pair_scores(cands, keep_pairs(cands, rule), labels).mean_f1
     x, names = pair_features(cands.rows, cands.cols, cands.n, {**cands.sims, "fused": cands.sims["tfidf"]},
                              cands.conflict, TitleTokens.from_titles(["x"] * cands.n))
@@ -107,14 +110,14 @@ def test_classifier_beats_the_threshold_rule_when_a_pool_relative_feature_matter
     folds = np.minimum(labels[cands.rows], labels[cands.cols])
     p = symmetric_probability(PairClassifier(max_iter=50).out_of_fold(x, same, folds, names), cands.rows, cands.cols,
                               cands.n)
-    step = tune_pair_step(cands, p, labels)
+    step = tune_pair_step(cands, p, labels, defaults().tuning)
     pair_f1 = pair_scores(cands, keep_pairs(cands, step.rule(), p), labels).mean_f1
     assert rule_f1 < 0.9
     assert pair_f1 > rule_f1 + 0.05
 
 
 def test_a_feature_missing_on_every_pair_does_not_break_training():
-    from samesame.pairs import PairClassifier
+    from samesame.match.pairs import PairClassifier
 
     rng = np.random.default_rng(0)
     x = np.column_stack([rng.normal(size=200), np.full(200, np.nan)])
@@ -145,7 +148,7 @@ def test_classifier_predicts_with_the_mean_of_its_fold_models_which_match_the_ou
 def test_saved_classifier_predicts_the_same_and_refuses_another_sklearn(tmp_path):
     import json
 
-    from samesame.pairs import PairClassifier
+    from samesame.match.pairs import PairClassifier
 
     rng = np.random.default_rng(0)
     x = rng.normal(size=(300, 3)).astype(np.float32)

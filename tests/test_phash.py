@@ -1,11 +1,10 @@
 import imagehash
-import numpy as np
 import pandas as pd
 import pytest
 from PIL import Image
 
-from samesame.data import load_dataset
-from samesame.phash import example_pairs, hamming, listing_phashes, phash_codes
+from samesame.data.listings import load_dataset
+from samesame.image.phash import example_pairs, hamming, listing_phashes, phash_codes
 
 
 def test_codes_and_hamming_known_answers():

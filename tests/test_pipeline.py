@@ -2,14 +2,16 @@
 
 import json
 import shutil
+from dataclasses import asdict
 
 import nbformat
 import pandas as pd
 import pytest
 
-from samesame.pipeline import load_profile, notebooks, run_notebooks
-from samesame.sample import generate_sample
-from samesame.submission import validate_submission
+from samesame.data.sample import generate_sample
+from samesame.data.submission import validate_submission
+from samesame.run import settings
+from samesame.run.pipeline import notebooks, run_notebooks
 
 pytestmark = pytest.mark.slow
 
@@ -18,7 +20,7 @@ pytestmark = pytest.mark.slow
 def tiny_run(tmp_path_factory):
     root = tmp_path_factory.mktemp("e2e")
     data_dir = root / "data"
-    generate_sample(data_dir, progress=False, **load_profile("tiny")["sample"])
+    generate_sample(data_dir, progress=False, **asdict(settings.load("tiny").sample))
     run = run_notebooks("tiny", "e2e", data_dir=str(data_dir), runs_root=root / "runs")
     return run, data_dir
 
@@ -68,10 +70,10 @@ def test_every_notebook_ends_with_its_answer_and_the_run_says_how_it_was_made(ti
         assert f'answers.answer("{nb.stem}"' in last.source
         assert last.outputs[0]["data"]["text/markdown"].startswith("**Answer:** "), nb.stem
     record = run.params()
-    assert record["command"] == f"python -m samesame.pipeline run --profile tiny --run e2e --data-dir {run.path.parents[1] / 'data'}"
+    assert record["command"] == f"python -m samesame.run.pipeline run --profile tiny --run e2e --data-dir {run.path.parents[1] / 'data'}"
     assert record["commit"] and "CPU cores" in record["machine"]
     assert list(record["wall_seconds"]) == [nb.stem for nb in notebooks()]
-    assert record["train_seed"] == 0 and record["split_seed"] == 0
+    assert record["settings"]["train_seed"] == 0 and record["settings"]["split"]["seed"] == 0   # the resolved settings
 
 
 def test_submission_is_valid_and_scored(tiny_run):
@@ -128,7 +130,7 @@ def _remove_images(data_dir):
 def test_one_missing_signal_runs_every_notebook_and_says_what_was_dropped(tmp_path, variant, make, dropped):
     """Image-only data (every title empty) and title-only data (no image on disk) run 01..07 end to end."""
     data_dir = tmp_path / "data"
-    generate_sample(data_dir, progress=False, **load_profile("tiny")["sample"])
+    generate_sample(data_dir, progress=False, **asdict(settings.load("tiny").sample))
     make(data_dir)
     run = run_notebooks("tiny", "one-signal", data_dir=str(data_dir), runs_root=tmp_path / "runs")
     metrics = json.loads((run.path / "metrics.json").read_text())

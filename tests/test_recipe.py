@@ -5,7 +5,7 @@ import re
 
 import pytest
 
-from samesame.recipe import SIGNALS, Blend, PairStep, Recipe
+from samesame.match.recipe import Blend, PairStep, Recipe
 
 GOOD = {"weights": {"tfidf": 1.0, "phash": 0.25}, "threshold": 0.61, "union": {"phash": 0.9}, "unit_filter": True,
         "min2": 0.3, "blend": {"weights": {"tfidf": 1.0}, "threshold": 0.7, "top": 8},

@@ -4,14 +4,14 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from samesame.results import MAX_FIGURE_BYTES, duration, shrink_png, write_results
-from samesame.runs import Run
+from samesame.run.runs import Run
+from samesame.study.results import MAX_FIGURE_BYTES, duration, shrink_png, write_results
 
 
 def _fake_run(root, name, wall):
     run = Run(root / name)
     run.record("02_phash", {"threshold": 6, "train_mean_f1": 0.58, "test_mean_f1": 0.60})
-    run.write_params({"profile": "sample", "command": f"python -m samesame.pipeline run --profile sample --run {name}",
+    run.write_params({"profile": "sample", "command": f"python -m samesame.run.pipeline run --profile sample --run {name}",
                       "commit": "abc1234", "machine": "Linux x86_64, 2 CPU cores", "wall_seconds": wall,
                       "data_dir": "/somewhere/data/sample"})
     noise = np.random.default_rng(0).integers(0, 255, (900, 1200, 3), dtype=np.uint8)   # ~3 MB as PNG
@@ -28,7 +28,7 @@ def test_page_holds_answers_run_record_and_small_figures(tmp_path):
     (figures / "stale.png").write_bytes(b"old")
     page = write_results(["sample-a", "dev-b"], runs_root, tmp_path / "RESULTS.md", figures).read_text()
     assert 'make results RUNS="sample-a dev-b"' in page
-    assert ("| sample-a | sample | sample | `python -m samesame.pipeline run --profile sample --run sample-a` | abc1234 "
+    assert ("| sample-a | sample | sample | `python -m samesame.run.pipeline run --profile sample --run sample-a` | abc1234 "
             "| Linux x86_64, 2 CPU cores | 1 min 15 s |") in page
     assert "| dev-b |" in page and "1 h 6 min" in page
     assert page.count("### 02_phash") == 2 and "reproduces the seed's 0.613" in page and "### 01_eda" not in page

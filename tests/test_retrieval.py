@@ -3,11 +3,11 @@
 import numpy as np
 import pytest
 
-from samesame.backbones import load_backbone
-from samesame.embed import run_model
-from samesame.neighbors import l2_normalize
-from samesame.retrieval import (Levers, Whitening, flip_average, lever_grid, lever_study, mirrored, query_expansion,
-                                with_flip_tta, with_whitening)
+from samesame.core.neighbors import l2_normalize
+from samesame.image.backbones import load_backbone
+from samesame.image.embed import run_model
+from samesame.image.retrieval import (Levers, Whitening, flip_average, lever_grid, lever_study, mirrored,
+                                      query_expansion, with_flip_tta, with_whitening)
 
 
 def test_whitening_of_the_fit_set_has_identity_covariance():
@@ -107,8 +107,9 @@ def test_levers_are_named_and_costed():
 
 def test_lever_folds_are_drawn_anew_inside_a_train_split():
     """The train split keeps the groups whose split hash is high; folds from that same hash would leave one empty."""
-    from samesame.data import split_by_group
     import pandas as pd
+
+    from samesame.core.splits import split_by_group
 
     x, labels = _nuisance_data(1, n_groups=90)
     train, _ = split_by_group(pd.DataFrame({"label_group": labels}), 0.41, 0)

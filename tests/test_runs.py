@@ -3,7 +3,7 @@ import json
 import numpy as np
 import pandas as pd
 
-from samesame.runs import Run, flatten_metrics, update_leaderboard
+from samesame.run.runs import Run, flatten_metrics, update_leaderboard
 
 
 def test_record_merges_per_notebook_and_makes_json_plain(tmp_path):
@@ -35,7 +35,7 @@ def test_leaderboard_replaces_the_runs_rows(tmp_path):
 
 
 def test_run_record_round_trips_and_names_the_machine(tmp_path):
-    from samesame.runs import machine
+    from samesame.run.runs import machine
 
     run = Run(tmp_path / "r1")
     assert run.params() == {}

@@ -1,4 +1,4 @@
-"""Tests for samesame.sample: the synthetic Shopee-like sample in Kaggle's layout."""
+"""Tests for samesame.data.sample: the synthetic Shopee-like sample in Kaggle's layout."""
 
 from __future__ import annotations
 
@@ -12,8 +12,10 @@ import pandas as pd
 import pytest
 from PIL import Image
 
-from samesame import sample
-from samesame.sample import generate_sample, group_size_distribution, plan_sample, sample_group_sizes
+from samesame.data.sample import generate_sample, group_size_distribution, plan_sample, sample_group_sizes
+from samesame.data.sample.cli import main
+from samesame.data.sample.colours import _luma
+from samesame.data.sample.plan import _hue_turned
 
 SMALL = dict(n_groups=30, image_size=96, seed=3, progress=False)
 
@@ -148,9 +150,9 @@ def test_colour_variants_keep_grey_levels():
     rng = np.random.default_rng(1)
     for _ in range(50):
         rgb = tuple(int(c) for c in rng.integers(30, 226, size=3))
-        turned = sample._hue_turned(rgb, float(rng.uniform(0.2, 0.8)))
-        assert abs(sample._luma(turned) - sample._luma(rgb)) <= 3
-    assert sample._hue_turned((200, 40, 40), 0.5) != (200, 40, 40)
+        turned = _hue_turned(rgb, float(rng.uniform(0.2, 0.8)))
+        assert abs(_luma(turned) - _luma(rgb)) <= 3
+    assert _hue_turned((200, 40, 40), 0.5) != (200, 40, 40)
 
 
 def test_families_make_hard_negatives():
@@ -195,8 +197,7 @@ def test_refuses_to_mix_with_another_datasets_images(tmp_path):
 
 
 def test_cli_prints_the_summary(tmp_path, capsys):
-    summary = sample.main([str(tmp_path / "cli"), "--groups", "6", "--seed", "1", "--image-size", "64",
-                           "--workers", "1"])
+    summary = main([str(tmp_path / "cli"), "--groups", "6", "--seed", "1", "--image-size", "64", "--workers", "1"])
     printed = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     assert printed == summary
     assert set(summary) == {"n_train", "n_test", "n_groups_train", "n_groups_test", "seconds"}

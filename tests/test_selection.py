@@ -1,16 +1,22 @@
 """The shipped recipe's optional steps are chosen by cross-fitting over label groups, and the matcher has exactly them."""
 
+from dataclasses import replace
+
 import numpy as np
 import pandas as pd
 import pytest
-
-from samesame.fusion import ablation, dropped_signals, fit_matcher
-from samesame.metrics import score_matches
-from samesame.selection import Selection, Steps, _best
-from samesame.tuning import TuningGrid
 from test_fusion import _listings
 
-FAST = TuningGrid(pair_trees=20, pair_max_leaf_nodes=7)
+from samesame.core.metrics import score_matches
+from samesame.match.ablation import ablation
+from samesame.match.candidates import dropped_signals
+from samesame.match.selection import Selection, Steps, _best, fit_matcher
+from samesame.run.settings import defaults
+
+CFG = defaults()
+OPTIONS = CFG.matcher_options
+
+FAST = replace(CFG.tuning, pair_trees=20, pair_max_leaf_nodes=7)
 
 
 def _steps_of(matcher) -> Steps:
@@ -20,7 +26,7 @@ def _steps_of(matcher) -> Steps:
 
 def test_the_matcher_ships_the_configuration_with_the_best_held_out_mean():
     df, _ = _listings(n_groups=60)
-    matcher = fit_matcher(df, title_model=None, grid=FAST, progress=False)
+    matcher = fit_matcher(df, OPTIONS.changed(title_model=None, grid=FAST), progress=False)
     selection = Selection.from_dict(matcher.info["selection"])
     table = selection.table.set_index("steps")
     assert {"threshold rule", "unit filter", "blend", "unit filter+blend"} <= set(table.index)
@@ -38,12 +44,10 @@ def test_the_matcher_ships_the_configuration_with_the_best_held_out_mean():
 
 def test_a_step_fixed_by_the_config_is_not_chosen():
     df, _ = _listings(n_groups=60)
-    forced = fit_matcher(df, title_model=None, grid=FAST, unit_filter=False, blend=False, pair_classifier=True,
-                         progress=False)
+    forced = fit_matcher(df, OPTIONS.changed(title_model=None, grid=FAST, unit_filter=False, blend=False, pair_classifier=True), progress=False)
     assert _steps_of(forced) == Steps(False, False, True)
     assert set(Selection.from_dict(forced.info["selection"]).table["steps"]) == {"threshold rule", "pair classifier"}
-    never = fit_matcher(df, title_model=None, grid=FAST, unit_filter=True, blend=False, pair_classifier=False,
-                        progress=False)
+    never = fit_matcher(df, OPTIONS.changed(title_model=None, grid=FAST, unit_filter=True, blend=False, pair_classifier=False), progress=False)
     assert _steps_of(never) == Steps(True, False, False)
     assert set(Selection.from_dict(never.info["selection"]).table["steps"]) == {"unit filter"}
 
@@ -58,13 +62,13 @@ def test_a_tie_keeps_the_simpler_recipe_and_a_real_gain_wins():
 def test_too_few_groups_to_cross_fit_is_a_clear_error():
     df, _ = _listings(n_groups=2)
     with pytest.raises(ValueError, match="too few to cross-fit"):
-        fit_matcher(df, title_model=None, grid=FAST, progress=False)
+        fit_matcher(df, OPTIONS.changed(title_model=None, grid=FAST), progress=False)
 
 
 def test_ablation_best_row_has_the_shipped_steps():
     train, _ = _listings(seed=0, n_groups=40)
     val, _ = _listings(seed=2, n_groups=15)
-    _, recipes, _ = ablation(train, val, title_model=None, grid=FAST, shipped=Steps(True, False, True), progress=False)
+    _, recipes, _ = ablation(train, val, OPTIONS.changed(title_model=None, grid=FAST), Steps(True, False, True), progress=False)
     best = recipes["best"]
     assert best.unit_filter and best.blend is None and best.pair_classifier is not None
 
@@ -76,7 +80,7 @@ def test_image_only_data_fits_and_matches_without_a_title_signal():
     vectors = (centres[df["label_group"] - 1000] + 0.2 * rng.normal(size=(len(df), 16))).astype(np.float32)
     ok = np.ones(len(df), bool)
     photos = df.assign(title="")
-    matcher = fit_matcher(photos, image_embeddings=(vectors, ok), grid=FAST, progress=False)
+    matcher = fit_matcher(photos, OPTIONS.changed(grid=FAST), image_embeddings=(vectors, ok), progress=False)
     assert matcher.encoder is None and "tfidf" not in matcher.recipe.weights and "image" in matcher.recipe.weights
     matches = matcher.predict(photos, image_embeddings=(vectors, ok), progress=False)
     assert len(matches) == len(photos) and score_matches(matches, photos["label_group"]).mean_f1 > 0.8
@@ -84,7 +88,7 @@ def test_image_only_data_fits_and_matches_without_a_title_signal():
 
 def test_title_only_data_fits_and_matches_without_images():
     df, _ = _listings(n_groups=50)
-    matcher = fit_matcher(df.assign(image_path=None), title_model=None, grid=FAST, progress=False)
+    matcher = fit_matcher(df.assign(image_path=None), OPTIONS.changed(title_model=None, grid=FAST), progress=False)
     assert "image" not in matcher.recipe.weights and not matcher.uses_images()
     assert len(matcher.predict(df, progress=False)) == len(df)
 
@@ -104,7 +108,7 @@ def test_dropped_signals_name_what_is_missing_and_why():
     photos = dropped_signals(df.assign(title=""), (np.ones((len(df), 4), np.float32), np.ones(len(df), bool)))
     assert photos == {"tfidf": f"every one of the {len(df)} titles is empty",
                       "title": f"every one of the {len(df)} titles is empty"}
-    assert dropped_signals(df) == {"image": "no image vectors (use_images is false)"}
+    assert dropped_signals(df) == {"image": "no image vectors (image.in_fusion is false)"}
     one = np.zeros(len(df), bool)
     one[0] = True
     assert dropped_signals(df, (np.ones((len(df), 4), np.float32), one))["image"].startswith("1 of 15 listings")
@@ -121,18 +125,14 @@ def test_groups_a_fine_tuned_image_model_trained_on_are_left_out_of_the_recipe_t
     seen = np.arange(80)[::2] + 1000                        # half the groups: the image model trained on them
     memorised = np.where(np.isin(photos["label_group"], seen)[:, None], centres[groups], noisy).astype(np.float32)
     ok = np.ones(len(df), bool)
-    naive = fit_matcher(photos, image_embeddings=(memorised, ok), grid=FAST, pair_classifier=False, progress=False)
-    honest = fit_matcher(photos, image_embeddings=(memorised, ok), image_seen_groups=seen, grid=FAST,
-                         pair_classifier=False, progress=False)
-    truth = fit_matcher(photos.loc[~np.isin(photos["label_group"], seen)].reset_index(drop=True),
-                        image_embeddings=(noisy[~np.isin(photos["label_group"], seen)].astype(np.float32),
-                                          ok[: (~np.isin(photos["label_group"], seen)).sum()]),
-                        grid=FAST, pair_classifier=False, progress=False)
+    naive = fit_matcher(photos, OPTIONS.changed(grid=FAST, pair_classifier=False), image_embeddings=(memorised, ok), progress=False)
+    honest = fit_matcher(photos, OPTIONS.changed(grid=FAST, pair_classifier=False), image_embeddings=(memorised, ok), image_seen_groups=seen, progress=False)
+    truth = fit_matcher(photos.loc[~np.isin(photos["label_group"], seen)].reset_index(drop=True), OPTIONS.changed(grid=FAST, pair_classifier=False), image_embeddings=(noisy[~np.isin(photos["label_group"], seen)].astype(np.float32),
+                                          ok[: (~np.isin(photos["label_group"], seen)).sum()]), progress=False)
     estimate = lambda m: Selection.from_dict(m.info["selection"]).estimate["mean_f1"]   # noqa: E731
     assert estimate(naive) > estimate(honest) + 0.05          # memorised groups inflate the naive estimate
     assert estimate(honest) == pytest.approx(estimate(truth))  # the honest one is the unseen groups' alone
     assert honest.info["tuning_groups"] == {"tuned and scored on": 40, "left out (the image model trained on them)": 40}
     assert naive.info["tuning_groups"]["left out (the image model trained on them)"] == 0
     with pytest.raises(ValueError, match="never trained on .* too few to cross-fit"):
-        fit_matcher(photos, image_embeddings=(memorised, ok), image_seen_groups=np.arange(1, 80) + 1000, grid=FAST,
-                    progress=False)
+        fit_matcher(photos, OPTIONS.changed(grid=FAST), image_embeddings=(memorised, ok), image_seen_groups=np.arange(1, 80) + 1000, progress=False)

@@ -1,15 +1,20 @@
 """Kaggle runs the submission notebook on a 3-row public test.csv: every recipe shape must match 0..3 listings
 and pools where no pair reaches the pair classifier's floor, without a crash, every listing with itself."""
 
+from dataclasses import replace
+
 import numpy as np
 import pandas as pd
 import pytest
-
-from samesame.fusion import fit_matcher
-from samesame.tuning import TuningGrid
 from test_fusion import _listings
 
-FAST = TuningGrid(pair_trees=20, pair_max_leaf_nodes=7)
+from samesame.match.selection import fit_matcher
+from samesame.run.settings import defaults
+
+CFG = defaults()
+OPTIONS = CFG.matcher_options
+
+FAST = replace(CFG.tuning, pair_trees=20, pair_max_leaf_nodes=7)
 UNRELATED = pd.DataFrame({"posting_id": ["a", "b", "c"], "image": ["a.jpg", "b.jpg", "c.jpg"],   # made up, like
                           "image_phash": ["0f1e2d3c4b5a6978", "f0e1d2c3b4a59687", "5a5a5a5aa5a5a5a5"],  # Kaggle's 3
                           "title": ["Tas Kertas Motif Bunga", "Lakban Busa Dua Sisi 12 mm x 5 m",
@@ -26,10 +31,9 @@ def matchers():
     df, _ = _listings(n_groups=40)
     images = _image_vectors(df)
     return {
-        "rule": (fit_matcher(df, title_model=None, grid=FAST, pair_classifier=False, progress=False), False),
-        "pair classifier": (fit_matcher(df, title_model=None, grid=FAST, pair_classifier=True, progress=False), False),
-        "pair classifier + images": (fit_matcher(df, image_embeddings=images, title_model=None, grid=FAST,
-                                                 pair_classifier=True, progress=False), True),
+        "rule": (fit_matcher(df, OPTIONS.changed(title_model=None, grid=FAST, pair_classifier=False), progress=False), False),
+        "pair classifier": (fit_matcher(df, OPTIONS.changed(title_model=None, grid=FAST, pair_classifier=True), progress=False), False),
+        "pair classifier + images": (fit_matcher(df, OPTIONS.changed(title_model=None, grid=FAST, pair_classifier=True), image_embeddings=images, progress=False), True),
     }
 
 

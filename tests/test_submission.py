@@ -2,7 +2,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from samesame.submission import SubmissionError, build_submission, score_submission, validate_submission, write_submission
+from samesame.data.submission import (SubmissionError, build_submission, score_submission, validate_submission,
+                                       write_submission)
 
 TEST = pd.DataFrame({"posting_id": ["t0", "t1", "t2"]})
 

@@ -1,10 +1,14 @@
 """Title normalisation, quantities/unit conflicts and TF-IDF (toy data)."""
 
+from dataclasses import replace
+
 import numpy as np
 import pytest
 
-from samesame.neighbors import knn
-from samesame.text import TfidfConfig, normalize_title, quantities, tfidf_embeddings, unit_conflict
+from samesame.run.settings import defaults
+from samesame.text.titles import normalize_title, quantities, tfidf_embeddings, unit_conflict
+
+CFG = defaults()
 
 
 @pytest.mark.parametrize("raw, expected", [
@@ -36,7 +40,7 @@ def test_unit_conflict_known_answers(a, b, conflict):
 
 
 def test_tfidf_rows_are_unit_length_and_units_unify():
-    x = tfidf_embeddings(["Gula 200gr", "gula 200 gram", "sabun cair"], TfidfConfig(char_weight=0.5))
+    x = tfidf_embeddings(["Gula 200gr", "gula 200 gram", "sabun cair"], replace(CFG.tfidf, char_weight=0.5))
     norms = np.sqrt(np.asarray(x.multiply(x).sum(1)).ravel())
     np.testing.assert_allclose(norms, 1.0, rtol=1e-5)
     assert (x[0] @ x[1].T).toarray()[0, 0] == pytest.approx(1.0, abs=1e-5)
@@ -45,4 +49,4 @@ def test_tfidf_rows_are_unit_length_and_units_unify():
 
 def test_tfidf_needs_some_part():
     with pytest.raises(ValueError, match="word_weight"):
-        tfidf_embeddings(["a b"], TfidfConfig(word_weight=0, char_weight=0))
+        tfidf_embeddings(["a b"], replace(CFG.tfidf, word_weight=0, char_weight=0))

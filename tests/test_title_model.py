@@ -2,13 +2,16 @@
 
 import json
 import shutil
+from dataclasses import asdict, replace
 
 import numpy as np
 import pytest
 
-from samesame.neighbors import knn
-from samesame.title_model import (BrokenEncoderError, TitleEncoder, TitleModelConfig, _length_batches,
-                                  fitted_encoder)
+from samesame.core.neighbors import knn
+from samesame.run.settings import defaults
+from samesame.text.title_model import BrokenEncoderError, TitleEncoder, _length_batches, fitted_encoder
+
+CFG = defaults()
 
 WORDS = ["kopi", "teh", "gula", "sabun", "sepatu", "kaos", "tas", "jam", "lampu", "kabel", "botol", "piring"]
 NOISE = ["promo", "murah", "ready", "stock", "original", "termurah", "grosir", "diskon", "best", "seller",
@@ -34,7 +37,7 @@ def _neighbour_accuracy(emb, labels):
 @pytest.fixture(scope="module")
 def trained():
     titles, labels = _toy_groups(np.random.default_rng(0))
-    cfg = TitleModelConfig(train_layers=1, epochs=6, batch_size=16, learning_rate=5e-4, margin_ramp_epochs=2)
+    cfg = replace(CFG.title_encoder, train_layers=1, epochs=6, batch_size=16, learning_rate=5e-4, margin_ramp_epochs=2)
     before = TitleEncoder(cfg).embed(titles)
     encoder = TitleEncoder(cfg).fit(titles, labels, progress=False)
     return encoder, titles, labels, before
@@ -89,12 +92,12 @@ def test_length_batches_cover_every_row_once():
 
 def test_train_layers_out_of_range_is_refused():
     with pytest.raises(ValueError, match="train_layers"):
-        TitleEncoder(TitleModelConfig(train_layers=13))
+        TitleEncoder(replace(CFG.title_encoder, train_layers=13))
 
 
 def test_fitted_encoder_trains_once_then_loads_from_the_cache(tmp_path, monkeypatch):
     titles, labels = _toy_groups(np.random.default_rng(3), n_groups=6, per_group=3)
-    cfg = TitleModelConfig(train_layers=1, epochs=1, batch_size=8)
+    cfg = replace(CFG.title_encoder, train_layers=1, epochs=1, batch_size=8)
     first = fitted_encoder(titles, labels, cfg, tmp_path, progress=False)
     monkeypatch.setattr(TitleEncoder, "fit", lambda *a, **k: pytest.fail("trained again despite the cache"))
     again = fitted_encoder(titles, labels, cfg, tmp_path, progress=False)
@@ -107,7 +110,7 @@ def test_a_cached_encoder_saved_without_a_centre_gets_it_from_its_training_title
     import json
 
     titles, labels = _toy_groups(np.random.default_rng(4), n_groups=6, per_group=3)
-    cfg = TitleModelConfig(train_layers=1, epochs=1, batch_size=8)
+    cfg = replace(CFG.title_encoder, train_layers=1, epochs=1, batch_size=8)
     first = fitted_encoder(titles, labels, cfg, tmp_path, progress=False)
     (training,) = tmp_path.glob("title-e5-*/training.json")
     training.write_text(json.dumps({**json.loads(training.read_text()), "centre": None}))
@@ -117,7 +120,7 @@ def test_a_cached_encoder_saved_without_a_centre_gets_it_from_its_training_title
     assert json.loads(training.read_text())["centre"] is not None          # saved back to the cache
 
 
-UNTRAINED = TitleModelConfig(train_layers=1, epochs=0)   # no training: the cache tests cost no fitting
+UNTRAINED = replace(CFG.title_encoder, train_layers=1, epochs=0)   # no training: the cache tests cost no fitting
 
 
 @pytest.fixture(scope="module")
@@ -151,7 +154,8 @@ def test_a_truncated_cache_warns_with_its_path_then_is_retrained_and_overwritten
     (lambda f: shutil.rmtree(f), "", "the folder does not exist"),
     (lambda f: (f / "config.json").unlink(), "config.json", "FileNotFoundError"),
     (lambda f: (f / "config.json").write_text('{"train_layers": 1,'), "config.json", "JSONDecodeError"),
-    (lambda f: (f / "config.json").write_text('{"train_layers": "1"}'), "config.json",
+    (lambda f: (f / "config.json").write_text(json.dumps({**asdict(CFG.title_encoder), "train_layers": "1"})),
+     "config.json",
      "train_layers = '1', expected int"),
     (lambda f: (f / "training.json").write_text("[]"), "training.json", "a JSON object with loss"),
     (lambda f: (f / "training.json").write_text('{"loss": []}'), "training.json", r"no \['epoch_seconds'\]"),

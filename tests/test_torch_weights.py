@@ -1,4 +1,4 @@
-"""Tests for samesame.torch_weights: torch-free, safe reading of .pth state dicts."""
+"""Tests for samesame.image.torch_weights: torch-free, safe reading of .pth state dicts."""
 
 import collections
 import importlib.util
@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from samesame.torch_weights import LEGACY_MAGIC, LEGACY_PROTOCOL, load_torch_state_dict
+from samesame.image.torch_weights import LEGACY_MAGIC, LEGACY_PROTOCOL, load_torch_state_dict
 
 SYS_INFO = {"protocol_version": LEGACY_PROTOCOL, "little_endian": True,
             "type_sizes": {"short": 2, "int": 4, "long": 4}}

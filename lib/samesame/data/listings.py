@@ -1,0 +1,235 @@
+"""The Kaggle data layout: read, validate, decode titles, resolve image paths.
+
+Layout (as ``kaggle competitions download -c shopee-product-matching`` unpacks it)::
+
+    train.csv   posting_id, image, image_phash, title, label_group
+    test.csv    posting_id, image, image_phash, title
+    train_images/  test_images/  sample_submission.csv
+    test_solution.csv   (only in the generated sample: posting_id, matches)
+
+Image folders are optional: a listing whose image is absent keeps its row and is
+matched by its title and the csv's ``image_phash``.
+"""
+
+from __future__ import annotations
+
+import codecs
+import csv
+import decimal
+import re
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+TEST_COLUMNS = ["posting_id", "image", "image_phash", "title"]
+TRAIN_COLUMNS = TEST_COLUMNS + ["label_group"]
+SOLUTION_FILE = "test_solution.csv"
+
+_ESCAPES = re.compile(r"(?:\\x[0-9a-fA-F]{2})+")
+_HEX16 = re.compile(r"^[0-9a-f]{16}$")
+_PARSER_LINE = re.compile(r"(?:in line (\d+)|starting at row (\d+))")
+_NUMBER = re.compile(r"^[+-]?(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?$")
+INT64 = (-2**63, 2**63 - 1)
+REFETCH = "re-download it (make data) or regenerate the sample (make sample)"
+
+
+class DataError(ValueError):
+    """The data on disk does not have the Kaggle layout; the message says where and what to do."""
+
+
+@dataclass
+class Dataset:
+    """One Kaggle-layout folder: labelled train listings, unlabelled test listings, optional solution."""
+
+    data_dir: Path
+    train: pd.DataFrame
+    test: pd.DataFrame
+    solution: pd.DataFrame | None
+
+    def image_counts(self) -> dict[str, int]:
+        """How many listings of each split have an image file on disk."""
+        return {name: int(df["image_path"].notna().sum()) for name, df in (("train", self.train), ("test", self.test))}
+
+
+def decode_title(title: str) -> str:
+    r"""Turn Kaggle's literal ``\xNN`` byte escapes (UTF-8 emoji, quotes) back into text."""
+
+    def _decode(match: re.Match) -> str:
+        raw = codecs.escape_decode(match.group(0).encode("ascii"))[0]
+        return raw.decode("utf-8", errors="replace")
+
+    return _ESCAPES.sub(_decode, title)
+
+
+def read_listings(csv_path: str | Path, *, labelled: bool, image_dir: str | Path | None = None) -> pd.DataFrame:
+    """Read and validate one listings csv; titles decoded, ``image_path`` resolved (None when absent).
+
+    Raises :class:`DataError` naming the file, the rows and the fix for: a missing,
+    empty or malformed file (unterminated quote, rows longer or shorter than the
+    header, not UTF-8 text), missing or unexpected columns, duplicate posting ids,
+    phashes that are not 16 hex digits, label groups that are not integers within int64.
+    """
+    csv_path = Path(csv_path)
+    expected = TRAIN_COLUMNS if labelled else TEST_COLUMNS
+    if not csv_path.is_file():
+        raise DataError(f"{csv_path} not found: point DATA_DIR at a Kaggle-layout folder (see README, 'Data').")
+    df = _read_csv(csv_path)
+    _check_columns(df, expected, csv_path)
+    if df.empty:
+        raise DataError(f"{csv_path} has a header but no rows: there is nothing to match.")
+    _check_unique_ids(df, csv_path)
+    df["image_phash"] = df["image_phash"].str.strip().str.lower()
+    _check_rows(df, ~df["image_phash"].str.match(_HEX16), csv_path,
+                "image_phash is not 16 hex digits", "recompute them as str(imagehash.phash(image))")
+    if labelled:
+        df["label_group"] = _label_groups(df, csv_path)
+    df["title"] = df["title"].map(decode_title)
+    df["image_path"] = _resolve_images(df["image"], image_dir)
+    return df[expected + ["image_path"]]
+
+
+def _label_groups(df: pd.DataFrame, path: Path) -> pd.Series:
+    """label_group as int64, parsed exactly from its text: digits, or an exact decimal such as "7.0".
+
+    Never through float: 2**53 and 2**53 + 1 would become one group, and every value beyond
+    int64 the same -2**63; groups merged that way are wrong matches no later step can notice.
+    """
+    exact = {text: _integer(text) for text in df["label_group"].unique()}
+    values = df["label_group"].map(exact)
+    _check_rows(df, values.isna(), path, "label_group is not an integer",
+                "every train row needs its integer label_group")
+    _check_rows(df, ~values.map(lambda v: INT64[0] <= v <= INT64[1]), path,
+                "label_group outside the 64-bit integer range [-2**63, 2**63 - 1]",
+                "renumber the groups (one id per product, below 2**63); they are ids, only equality matters")
+    return values.map(int).astype(np.int64)
+
+
+def _integer(text: str) -> decimal.Decimal | None:
+    """The integer ``text`` states exactly ("7", "-7", "7.0", "7e3"), as a Decimal; None when it is no number or
+    not a whole one. A Decimal, not an int, so that "1e999999999" costs nothing before its range is checked."""
+    if not _NUMBER.match(text.strip()):
+        return None
+    value = decimal.Decimal(text.strip())
+    return value if value == value.to_integral_value() else None
+
+
+def _read_csv(path: Path) -> pd.DataFrame:
+    """pandas' csv parser, its errors turned into a DataError naming the file, the line and the fix."""
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", pd.errors.ParserWarning)   # longer rows would silently lose fields
+            df = pd.read_csv(path, dtype={c: str for c in TRAIN_COLUMNS}, keep_default_na=False, index_col=False)
+    except pd.errors.EmptyDataError:
+        raise DataError(f"{path} is empty: {REFETCH}.") from None
+    except pd.errors.ParserWarning:
+        raise DataError(f"{path}: the data rows have more fields than the header (line 1): a comma inside an "
+                        f"unquoted title, or the wrong file; quote such titles or {REFETCH}.") from None
+    except pd.errors.ParserError as err:
+        found = _PARSER_LINE.search(str(err))
+        where = ("line ?" if not found else f"line {found.group(1)}" if found.group(1)
+                 else f"line {int(found.group(2)) + 1}")
+        detail = str(err).split("C error: ")[-1].strip()
+        if "EOF inside string" in str(err):
+            problem, repair = "an unterminated quote starts", 'close the quote (a title with an unmatched ")'
+        else:
+            problem, repair = "the fields do not match the header", "quote the title that holds a comma"
+        raise DataError(f"{path}: not a well-formed csv, {problem} at {where} ({detail}). Fix that line: {repair}; "
+                        f"if the file is not the competition's csv, {REFETCH}.") from None
+    except UnicodeDecodeError:
+        raise DataError(_not_utf8(path)) from None
+    _check_field_counts(path, len(df.columns))
+    return df
+
+
+def _not_utf8(path: Path) -> str:
+    """Where the first non-UTF-8 byte is (pandas reports an offset within the chunk it was decoding)."""
+    data = path.read_bytes()
+    where = "it is not UTF-8 text"
+    try:
+        data.decode("utf-8")
+    except UnicodeDecodeError as err:
+        line, column = data.count(b"\n", 0, err.start) + 1, err.start - data.rfind(b"\n", 0, err.start)
+        where = f"line {line} is not UTF-8 text (byte 0x{data[err.start]:02x}, byte {column} of that line)"
+    return (f"{path}: {where}. Re-save it as UTF-8 if an editor wrote it as Latin-1 or cp1252. Unzip the "
+            f"download first if it is a compressed file renamed .csv, or {REFETCH}.")
+
+
+def _check_field_counts(path: Path, width: int) -> None:
+    """Refuse records with fewer fields than the header, naming their lines.
+
+    pandas fills the missing fields with "" (the dtype is str), which reads like a legal empty
+    title: a line cut short would silently become a listing with no title. An empty last field
+    (``a,b,c,``) still counts as a field.
+    """
+    short = []
+    with open(path, newline="", encoding="utf-8-sig") as f:
+        reader = csv.reader(f)
+        next(reader)                                   # the header
+        start = reader.line_num + 1
+        try:
+            for record in reader:
+                if record and len(record) < width:
+                    short.append(f"line {start} ({len(record)} fields)")
+                start = reader.line_num + 1
+        except csv.Error as err:                       # e.g. a field over csv's size limit: no listing csv
+            raise DataError(f"{path}: line {start} is not a csv record ({err}); {REFETCH}.") from None
+    if short:
+        raise DataError(f"{path}: {len(short)} row(s) with fewer fields than the header's {width}: "
+                        f"{', '.join(short[:5])}{' ...' if len(short) > 5 else ''}. A field or its comma was lost "
+                        "(an empty title is still written as an empty field: id,image,phash,): restore it on those "
+                        f"lines, or {REFETCH}.")
+
+
+def _check_columns(df: pd.DataFrame, expected: list[str], path: Path) -> None:
+    missing = [c for c in expected if c not in df.columns]
+    extra = [c for c in df.columns if c not in expected]
+    if missing or extra:
+        raise DataError(
+            f"{path}: columns {list(df.columns)} do not match the Kaggle layout {expected}"
+            + (f"; missing {missing}" if missing else "") + (f"; unexpected {extra}" if extra else "")
+            + ". Use the competition's csv as downloaded (train.csv has label_group, test.csv has not)."
+        )
+
+
+def _check_unique_ids(df: pd.DataFrame, path: Path) -> None:
+    dup = df["posting_id"].duplicated(keep=False)
+    _check_rows(df, dup, path, "duplicate posting_id", "each listing must appear once; remove the duplicates")
+
+
+def _check_rows(df: pd.DataFrame, bad: pd.Series, path: Path, what: str, fix: str) -> None:
+    """Raise naming up to five offending csv lines (header = line 1)."""
+    if bad.any():
+        rows = np.flatnonzero(bad.to_numpy())
+        shown = ", ".join(f"line {r + 2} ({df['posting_id'].iloc[r]!r})" for r in rows[:5])
+        raise DataError(f"{path}: {len(rows)} row(s) with {what}: {shown}{' ...' if len(rows) > 5 else ''}; {fix}.")
+
+
+def _resolve_images(names: pd.Series, image_dir: str | Path | None) -> pd.Series:
+    """Absolute path of each listing's image file, None where the folder or the file is absent."""
+    if image_dir is None or not Path(image_dir).is_dir():
+        return pd.Series([None] * len(names), index=names.index, dtype=object)
+    image_dir = Path(image_dir).resolve()
+    present = {p.name for p in image_dir.iterdir()}
+    return pd.Series([str(image_dir / n) if n in present else None for n in names], index=names.index, dtype=object)
+
+
+def load_dataset(data_dir: str | Path) -> Dataset:
+    """Load a Kaggle-layout folder (train.csv required; test.csv and images optional)."""
+    data_dir = Path(data_dir)
+    if not data_dir.is_dir():
+        raise DataError(f"DATA_DIR {data_dir} does not exist: run `make sample` or `make data`, or pass DATA_DIR=<folder>.")
+    train = read_listings(data_dir / "train.csv", labelled=True, image_dir=data_dir / "train_images")
+    test_csv = data_dir / "test.csv"
+    test = (read_listings(test_csv, labelled=False, image_dir=data_dir / "test_images")
+            if test_csv.exists() else train.iloc[:0].drop(columns="label_group"))
+    solution_csv = data_dir / SOLUTION_FILE
+    solution = pd.read_csv(solution_csv, dtype=str) if solution_csv.exists() else None
+    return Dataset(data_dir, train, test, solution)
+
+
+def group_sizes(df: pd.DataFrame) -> pd.Series:
+    """Number of groups of each size: index = listings in the group, value = number of groups."""
+    return df.groupby("label_group").size().value_counts().sort_index().rename_axis("group_size").rename("n_groups")

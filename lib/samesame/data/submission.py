@@ -1,0 +1,68 @@
+"""Kaggle's submission file: build it, check it before writing, score it when the truth is known."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+import pandas as pd
+
+from samesame.core.metrics import Scores, parse_matches_column, score_id_sets
+from samesame.core.neighbors import MAX_MATCHES
+
+
+class SubmissionError(ValueError):
+    """The submission would be rejected (or would silently lose listings)."""
+
+
+def build_submission(df: pd.DataFrame, matches: Sequence[np.ndarray]) -> pd.DataFrame:
+    """``posting_id,matches`` rows: each listing's matches as space-separated ids, self first, capped at 50."""
+    if len(matches) != len(df):
+        raise SubmissionError(f"{len(matches)} match sets for {len(df)} listings: every listing needs one")
+    ids = df["posting_id"].to_numpy()
+    rows = []
+    for i, m in enumerate(matches):
+        others = [j for j in dict.fromkeys(np.asarray(m, dtype=np.int64).tolist()) if j != i]
+        rows.append(" ".join(ids[[i] + others[: MAX_MATCHES - 1]]))
+    return pd.DataFrame({"posting_id": ids, "matches": rows})
+
+
+def validate_submission(sub: pd.DataFrame, test: pd.DataFrame) -> None:
+    """Raise :class:`SubmissionError` unless every test listing appears exactly once with itself among ≤50 matches."""
+    if list(sub.columns) != ["posting_id", "matches"]:
+        raise SubmissionError(f"columns must be ['posting_id', 'matches'], got {list(sub.columns)}")
+    dup = sub["posting_id"][sub["posting_id"].duplicated()]
+    if len(dup):
+        raise SubmissionError(f"{len(dup)} posting ids appear more than once, e.g. {dup.iloc[0]!r}")
+    expected = set(test["posting_id"])
+    missing = expected - set(sub["posting_id"])
+    unknown = set(sub["posting_id"]) - expected
+    if missing or unknown:
+        raise SubmissionError(f"{len(missing)} test listings missing (e.g. {sorted(missing)[:3]}), "
+                              f"{len(unknown)} unknown ids (e.g. {sorted(unknown)[:3]})")
+    lists = sub.set_index("posting_id")["matches"].str.split()
+    no_self = [pid for pid, m in lists.items() if pid not in m]
+    if no_self:
+        raise SubmissionError(f"{len(no_self)} listings lack themselves in matches, e.g. {no_self[0]!r}")
+    too_many = lists.map(len) > MAX_MATCHES
+    if too_many.any():
+        raise SubmissionError(f"{int(too_many.sum())} listings have more than {MAX_MATCHES} matches")
+    foreign = {m for ms in lists for m in ms} - expected
+    if foreign:
+        raise SubmissionError(f"matches name {len(foreign)} ids that are not test listings, e.g. {sorted(foreign)[:3]}")
+
+
+def write_submission(sub: pd.DataFrame, test: pd.DataFrame, path: str | Path) -> Path:
+    """Validate, then write the csv Kaggle expects."""
+    validate_submission(sub, test)
+    path = Path(path)
+    sub.to_csv(path, index=False)
+    return path
+
+
+def score_submission(sub: pd.DataFrame, solution: pd.DataFrame) -> Scores:
+    """Mean F1 of a submission against a ``posting_id,matches`` solution (the generated sample ships one)."""
+    predicted = parse_matches_column(sub.set_index("posting_id")["matches"])
+    truth = parse_matches_column(solution.set_index("posting_id")["matches"])
+    return score_id_sets(predicted, truth)

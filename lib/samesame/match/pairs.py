@@ -1,0 +1,283 @@
+"""Second stage: a gradient-boosted classifier that scores every candidate pair (i, j).
+
+A single fused-similarity threshold treats every pair alike, but whether 0.5
+cosine means "same product" depends on context: how close i's *best* other
+listing is, where j ranks in i's list (and i in j's), how crowded i's
+neighbourhood is, whether both titles state different sizes. Those features are
+relative to each listing's own neighbours, so they move much less than raw
+similarities when the searched pool grows from thousands to 70,000 listings.
+The top Kaggle solutions scored candidate pairs this way; here the classifier
+is sklearn's HistGradientBoostingClassifier (fast on 2 cores, handles a missing
+image similarity as NaN).
+
+Pairs are directed (both directions present, as in :class:`samesame.match.candidates.Candidates`);
+:func:`symmetric_probability` averages p(i, j) and p(j, i), so the match relation stays symmetric.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+import scipy.sparse as sp
+from sklearn.ensemble import HistGradientBoostingClassifier
+from sklearn.feature_extraction.text import CountVectorizer
+from sklearn.model_selection import GroupKFold
+from tqdm.auto import tqdm
+
+from samesame.text.titles import char_tfidf
+
+DENSITY_LEVELS = (0.4, 0.6, 0.8)   # fused-score levels whose neighbour counts describe a listing's crowd
+NEIGHBOURHOOD_TOP = 16             # neighbours per listing in its neighbourhood profile
+
+
+def pair_dot(emb, rows: np.ndarray, cols: np.ndarray, chunk: int = 1 << 16) -> np.ndarray:
+    """Row-wise dot products emb[rows] . emb[cols] (sparse or dense), in chunks to bound memory.
+
+    Chunks of 65,536 pairs keep the gathered dense rows in cache: with 2**20-pair chunks a
+    256-d embedding gathered 1 GB per chunk and ran ~4x slower."""
+    out = np.empty(len(rows), dtype=np.float32)
+    for s in range(0, len(rows), chunk):
+        a, b = emb[rows[s:s + chunk]], emb[cols[s:s + chunk]]
+        out[s:s + chunk] = np.asarray(a.multiply(b).sum(1)).ravel() if sp.issparse(emb) else np.einsum("ij,ij->i", a, b)
+    return out
+
+
+def reverse_index(rows: np.ndarray, cols: np.ndarray, n: int) -> np.ndarray:
+    """Position of pair (j, i) for every pair (i, j); candidates always hold both directions."""
+    keys = rows.astype(np.int64) * n + cols
+    order = np.argsort(keys, kind="stable")
+    pos = np.searchsorted(keys[order], cols.astype(np.int64) * n + rows)
+    if len(keys) and (pos.max() >= len(keys) or not np.array_equal(keys[order][pos], cols.astype(np.int64) * n + rows)):
+        raise ValueError("candidate pairs are not symmetric: every (i, j) needs its (j, i)")
+    return order[pos]
+
+
+def rank_in_row(rows: np.ndarray, sim: np.ndarray) -> np.ndarray:
+    """0 for each row's most similar candidate, 1 for the next... (NaN similarity ranks last)."""
+    key = np.nan_to_num(sim, nan=-np.inf)
+    order = np.lexsort((-key, rows))
+    counts = np.bincount(rows)
+    first = np.cumsum(counts) - counts                   # position of each row's first pair in ``order``
+    rank = np.empty(len(rows), dtype=np.float32)
+    rank[order] = np.arange(len(rows)) - first[rows[order]]
+    return rank
+
+
+def row_best(rows: np.ndarray, sim: np.ndarray, n: int) -> np.ndarray:
+    """Each listing's best non-self candidate similarity (NaN when it has none)."""
+    best = np.full(n, -np.inf, dtype=np.float32)
+    np.maximum.at(best, rows, np.nan_to_num(sim, nan=-np.inf))
+    best[np.isinf(best)] = np.nan
+    return best
+
+
+@dataclass
+class TitleTokens:
+    """Per-listing token matrices of normalised titles, for set overlaps computed as sparse dot products."""
+
+    words: sp.csr_matrix     # binary word presence
+    numbers: sp.csr_matrix   # binary presence of numeric tokens (sizes, model numbers)
+    chars: sp.csr_matrix     # unit-length char 2-4-gram TF-IDF (robust to typos and glued words)
+    title_id: np.ndarray     # equal ids <=> identical normalised titles
+
+    @classmethod
+    def from_titles(cls, normalized: Sequence[str]) -> "TitleTokens":
+        docs = [t if t else "_" for t in normalized]      # empty titles still get a row
+        chars = char_tfidf(docs)
+        _, title_id = np.unique(np.asarray(docs, dtype=object), return_inverse=True)
+        return cls(_token_presence(docs, r"\S+"), _token_presence(docs, r"(?<!\S)\d+(?:\.\d+)?(?!\S)"),
+                   sp.csr_matrix(chars), title_id.ravel())
+
+
+def _token_presence(docs: Sequence[str], pattern: str) -> sp.csr_matrix:
+    """Binary doc x token matrix; a pool with no such token (no numbers at all) gets one empty column."""
+    try:
+        return sp.csr_matrix(CountVectorizer(token_pattern=pattern, binary=True, dtype=np.float32).fit_transform(docs))
+    except ValueError:      # sklearn: "empty vocabulary"
+        return sp.csr_matrix((len(docs), 1), dtype=np.float32)
+
+
+def pair_features(rows: np.ndarray, cols: np.ndarray, n: int, sims: dict[str, np.ndarray], conflict: np.ndarray,
+                  tokens: TitleTokens, subset: np.ndarray | None = None) -> tuple[np.ndarray, list[str]]:
+    """Feature matrix (pairs, features) float32 and the feature names.
+
+    ``sims`` holds every signal's similarity per pair, including the fused score
+    under the key "fused" (density is counted on it). Per signal: the similarity,
+    j's rank in i's list and i's in j's, and the similarity minus i's and j's best
+    candidate similarity (pool-relative). Per pair: title overlaps and the unit conflict.
+    ``subset`` (positions): features of those pairs only; ranks, bests and densities still
+    count every candidate, so a pair's features do not depend on the subset.
+    """
+    sub = np.arange(len(rows)) if subset is None else np.asarray(subset)
+    r, c = rows[sub], cols[sub]
+    rev = reverse_index(rows, cols, n)[sub]
+    char = pair_dot(tokens.chars, rows, cols)
+    cols_out: dict[str, np.ndarray] = {}
+    for name, sim in {**sims, "char": char}.items():
+        rank = rank_in_row(rows, sim)
+        best = row_best(rows, sim, n)
+        s = sim[sub]
+        cols_out.update({name: s, f"{name}_rank_ij": rank[sub], f"{name}_rank_ji": rank[rev],
+                         f"{name}_rel_i": s - best[r], f"{name}_rel_j": s - best[c]})
+    fused = np.nan_to_num(sims["fused"], nan=-np.inf)
+    for level in DENSITY_LEVELS:
+        linked = fused >= level
+        count = np.bincount(rows[linked], minlength=n).astype(np.float32)
+        cols_out.update({f"density{level}_i": count[r], f"density{level}_j": count[c],
+                         f"common{level}": pair_dot(_adjacency(rows[linked], cols[linked], np.ones(linked.sum()), n),
+                                                    r, c)})
+    cols_out["neighbourhood_cos"] = pair_dot(_neighbourhood_profiles(rows, fused, cols, n), r, c)
+    cols_out.update(_title_overlaps(r, c, tokens))
+    cols_out["unit_conflict"] = conflict[sub].astype(np.float32)
+    names = list(cols_out)
+    x = np.empty((len(sub), len(names)), dtype=np.float32)
+    for j, k in enumerate(names):
+        x[:, j] = cols_out[k]
+    return x, names
+
+
+def _adjacency(rows: np.ndarray, cols: np.ndarray, values: np.ndarray, n: int) -> sp.csr_matrix:
+    """Sparse n x n matrix of the given pairs plus self loops (value 1)."""
+    return sp.csr_matrix((np.r_[values, np.ones(n)].astype(np.float32), (np.r_[rows, np.arange(n)],
+                                                                         np.r_[cols, np.arange(n)])), shape=(n, n))
+
+
+def _neighbourhood_profiles(rows: np.ndarray, fused: np.ndarray, cols: np.ndarray, n: int) -> sp.csr_matrix:
+    """Unit rows of each listing's top fused scores: two listings of one product share neighbours,
+    so the cosine of their profiles ("second-order similarity") confirms a weak direct link."""
+    top = rank_in_row(rows, fused) < NEIGHBOURHOOD_TOP
+    prof = _adjacency(rows[top], cols[top], np.clip(fused[top], 0.0, None), n)
+    norms = np.sqrt(np.asarray(prof.multiply(prof).sum(1)).ravel())
+    return sp.csr_matrix(sp.diags(1.0 / norms) @ prof)
+
+
+def _title_overlaps(rows: np.ndarray, cols: np.ndarray, tokens: TitleTokens) -> dict[str, np.ndarray]:
+    """Word Jaccard, length ratio, identical titles, shared numbers and a "numbers disagree" flag."""
+    n_words = np.asarray(tokens.words.sum(1)).ravel().astype(np.float32)
+    n_nums = np.asarray(tokens.numbers.sum(1)).ravel().astype(np.float32)
+    shared_words = pair_dot(tokens.words, rows, cols)
+    shared_nums = pair_dot(tokens.numbers, rows, cols)
+    a, b = n_words[rows], n_words[cols]
+    return {
+        "word_jaccard": shared_words / np.maximum(a + b - shared_words, 1.0),
+        "length_ratio": np.minimum(a, b) / np.maximum(np.maximum(a, b), 1.0),
+        "same_title": (tokens.title_id[rows] == tokens.title_id[cols]).astype(np.float32),
+        "shared_numbers": shared_nums,
+        "numbers_mismatch": ((n_nums[rows] > 0) & (n_nums[cols] > 0) & (shared_nums == 0)).astype(np.float32),
+    }
+
+
+def symmetric_probability(p: np.ndarray, rows: np.ndarray, cols: np.ndarray, n: int) -> np.ndarray:
+    """Mean of p(i, j) and p(j, i): the directed features differ, the decision must not."""
+    return 0.5 * (p + p[reverse_index(rows, cols, n)])
+
+
+@dataclass
+class PairClassifier:
+    """Gradient-boosted trees on :func:`pair_features`; remembers the feature names it was trained on."""
+
+    max_iter: int = 300
+    learning_rate: float = 0.1
+    max_leaf_nodes: int = 63
+    seed: int = 0
+    feature_names: list[str] = field(default_factory=list)
+    models: list[HistGradientBoostingClassifier] = field(default_factory=list)   # predictions average them
+
+    def _new_model(self) -> HistGradientBoostingClassifier:
+        return HistGradientBoostingClassifier(max_iter=self.max_iter, learning_rate=self.learning_rate,
+                                              max_leaf_nodes=self.max_leaf_nodes, early_stopping=False,
+                                              random_state=self.seed)
+
+    def _fitted(self, x: np.ndarray, same: np.ndarray) -> HistGradientBoostingClassifier:
+        """A new model trained on these pairs; a feature with fewer than two distinct finite values (e.g. image
+        similarity when almost no pair has two usable images) becomes a constant, which sklearn can bin."""
+        x = np.where(np.isfinite(x), x, np.nan)
+        degenerate = ~(np.fmin.reduce(x, axis=0) < np.fmax.reduce(x, axis=0))   # NaN-skipping; all-NaN -> NaN
+        return self._new_model().fit(np.where(degenerate, 0.0, x), same)
+
+    def predict_each(self, x: np.ndarray, feature_names: list[str]) -> list[np.ndarray]:
+        """p(same product) per pair from each fold model; the features must be the trained ones, in order."""
+        if not self.models:
+            raise RuntimeError("PairClassifier used before out_of_fold() trained it: train it on train pairs first")
+        if list(feature_names) != self.feature_names:
+            raise ValueError(f"pair features {feature_names} differ from the trained ones {self.feature_names}; "
+                             "predict with the same signals (images, learned title) the matcher was fit with")
+        return [m.predict_proba(x)[:, 1].astype(np.float32) for m in self.models]
+
+    def predict_proba(self, x: np.ndarray, feature_names: list[str]) -> np.ndarray:
+        """The fold models' mean p(same product) per pair."""
+        return np.mean(self.predict_each(x, feature_names), axis=0)
+
+    def save(self, folder: str | Path) -> Path:
+        """``pair_classifier.json`` (settings, feature names, sklearn version) + ``models.joblib``."""
+        import joblib
+        import sklearn
+
+        if not self.models:
+            raise RuntimeError("PairClassifier.save called before out_of_fold() trained it")
+        folder = Path(folder)
+        folder.mkdir(parents=True, exist_ok=True)
+        settings = {k: v for k, v in asdict(self).items() if k != "models"}
+        (folder / "pair_classifier.json").write_text(json.dumps({**settings, "sklearn": sklearn.__version__}, indent=2))
+        joblib.dump(self.models, folder / "models.joblib")
+        return folder
+
+    @classmethod
+    def load(cls, folder: str | Path) -> "PairClassifier":
+        """What :meth:`save` wrote; refuses a model pickled by another scikit-learn version (it may not
+        unpickle, or may predict differently) and says which version wrote it, and names a missing or
+        damaged file."""
+        import joblib
+        import sklearn
+
+        folder = Path(folder)
+        settings_file, models_file = folder / "pair_classifier.json", folder / "models.joblib"
+        refit = "refit the matcher (make fit)"
+        for path in (settings_file, models_file):
+            if not path.is_file():
+                raise FileNotFoundError(f"{path} not found: the saved pair classifier is incomplete; {refit}")
+        try:
+            settings = json.loads(settings_file.read_text())
+            saved = settings.pop("sklearn")
+            classifier = cls(**settings)
+        except (ValueError, KeyError, TypeError, AttributeError) as err:
+            raise ValueError(f"{settings_file} is not what PairClassifier.save writes ({type(err).__name__}: {err}); "
+                             f"{refit}") from None
+        if saved != sklearn.__version__:
+            raise RuntimeError(f"{folder} was saved with scikit-learn {saved}, this environment has "
+                               f"{sklearn.__version__}: install scikit-learn=={saved} or refit the matcher")
+        # joblib unpickles: load only matchers this project wrote (runs/<RUN>/models, dist/kaggle)
+        try:
+            classifier.models = joblib.load(models_file)
+        except Exception as err:    # a damaged pickle can fail in any way (EOFError, UnpicklingError, KeyError, ...)
+            raise ValueError(f"{models_file} cannot be loaded ({type(err).__name__}: {err}); {refit}") from None
+        if not isinstance(classifier.models, list) or not classifier.models or not all(
+                isinstance(m, HistGradientBoostingClassifier) for m in classifier.models):
+            raise ValueError(f"{models_file} does not hold the fold models PairClassifier.save writes; {refit}")
+        return classifier
+
+    def out_of_fold(self, x: np.ndarray, same: np.ndarray, pair_groups: np.ndarray, feature_names: list[str],
+                    folds: int = 3, progress: bool = False) -> np.ndarray:
+        """Train one model per group fold; return each pair's probability from the model that never saw its
+        label group.
+
+        The decision threshold is tuned on these, so it is set on pairs scored the way
+        unseen test pairs will be, not on pairs the trees memorised. The fold models are
+        what the classifier predicts with (their mean), so unseen pairs get probabilities
+        calibrated like the tuned ones: one model refit on all pairs was more confident and
+        its tuned threshold let in false matches (dev val pool 0.840 vs 0.861 mean F1).
+        """
+        if len(np.unique(same)) < 2:
+            raise ValueError("pair classifier needs both matching and non-matching candidate pairs to train; "
+                             "use more train groups")
+        p = np.empty(len(same), dtype=np.float32)
+        self.feature_names, self.models = list(feature_names), []
+        for fit_idx, held in tqdm(GroupKFold(folds).split(x, same, pair_groups), total=folds, desc="pair folds",
+                                  disable=not progress):
+            self.models.append(self._fitted(x[fit_idx], same[fit_idx]))
+            p[held] = self.models[-1].predict_proba(x[held])[:, 1]
+        return p

@@ -1,0 +1,201 @@
+"""One decision, shipped as measured: which optional steps the recipe uses, chosen by cross-fitting over
+label groups, and the matcher fitted with exactly those steps.
+
+Training the title encoder once per fold does not fit a 2-core CPU, so :func:`fit_matcher` cross-fits
+on two halves of train's label groups:
+
+1. the groups are split into half A and half B (``tune_fraction`` of them in B);
+2. a title encoder learns A's titles, another learns B's (each cached by titles, labels and config);
+3. each half, embedded by the *other* half's encoder (groups it never saw, as test groups are), is cut
+   into two group folds; for every step configuration the recipe is tuned on one fold and scored on
+   the other, searched within itself: four held-out scores per configuration;
+4. the threshold rule's steps (unit filter, blending) are chosen by the best mean over the four, then
+   the pair classifier on top of that rule the same way; a tie keeps the simpler recipe;
+5. the matcher that ships is A's encoder with the chosen steps tuned on all of B.
+
+Groups a fine-tuned image model trained on are left out of steps 3-5 (its similarities there are memorised:
+on vprc-dev they lifted the estimate to 0.70 against 0.41 on unseen groups); the encoders still learn them.
+
+Its :class:`Selection` (every configuration's four scores, the chosen one's mean and std) travels
+in ``Matcher.info["selection"]``, so 06 reports the very recipe that 07 ships.
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Collection
+from dataclasses import asdict, dataclass, field
+
+import numpy as np
+import pandas as pd
+from tqdm.auto import tqdm
+
+from samesame.core.metrics import score_matches
+from samesame.core.splits import group_folds, split_by_group
+from samesame.match.matching import Matcher
+from samesame.match.options import FusionOptions, MatcherOptions, TuningGrid
+from samesame.match.tuning import TuningPool, has_titles, subset_images
+from samesame.text.title_model import TITLE_MODELS
+from samesame.text.titles import TfidfConfig
+
+FOLDS_PER_HALF = 2
+
+
+@dataclass(frozen=True)
+class Steps:
+    """Which optional steps a recipe uses (the always-on ones: concat of every signal, phash union, min2)."""
+
+    unit_filter: bool = False
+    blend: bool = False
+    pair_classifier: bool = False
+
+    @property
+    def name(self) -> str:
+        on = [s.replace("_", " ") for s, v in asdict(self).items() if v]
+        return "+".join(on) if on else "threshold rule"
+
+
+@dataclass
+class Selection:
+    """The cross-fitted comparison of step configurations and the one chosen (mean +- std over held-out folds)."""
+
+    table: pd.DataFrame                 # steps | fold_0.. | mean_f1 | std_f1 | mean_precision | mean_recall
+    chosen: Steps
+    skipped: dict[str, str] = field(default_factory=dict)   # configuration -> why it could not be scored
+
+    @property
+    def estimate(self) -> dict:
+        row = self.table.set_index("steps").loc[self.chosen.name]
+        return {"mean_f1": float(row["mean_f1"]), "std_f1": float(row["std_f1"]),
+                "mean_precision": float(row["mean_precision"]), "mean_recall": float(row["mean_recall"]),
+                "folds": int(sum(c.startswith("fold_") for c in self.table.columns))}
+
+    def to_dict(self) -> dict:
+        return {"chosen": asdict(self.chosen), "chosen_name": self.chosen.name, "estimate": self.estimate,
+                "table": self.table.round(4).to_dict("records"), "skipped": self.skipped}
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "Selection":
+        return cls(pd.DataFrame(d["table"]), Steps(**d["chosen"]), dict(d.get("skipped", {})))
+
+
+def step_options(wanted: bool | None) -> list[bool]:
+    """A step fixed by the config (True / False), or both tried (None)."""
+    return [False, True] if wanted is None else [bool(wanted)]
+
+
+def fit_matcher(train_df: pd.DataFrame, options: MatcherOptions, *, image_embeddings=None,
+                image_seen_groups: Collection[int] = (), cache_dir: str | None = None, progress: bool = True) -> Matcher:
+    """Choose the optional steps by cross-fitting (module docstring), then fit the matcher that ships.
+
+    ``options.fusion``: which steps are always on, never on, or chosen by the cross-fitted mean F1.
+    ``options.title_model=None`` (or train without titles) skips the learned title.
+    ``cache_dir``: where the title encoders are kept and found again. ``image_seen_groups``: label groups the
+    image model trained on (a fine-tuned one memorised them: their image similarities are inflated), so the
+    recipe is tuned and scored on the other groups only; the title encoders still learn from every group.
+    """
+    fusion, grid, title_model, tfidf_config, seed = (options.fusion, options.grid, options.title_model,
+                                                     options.tfidf, options.seed)
+    fitted_encoder = TITLE_MODELS[options.title_kind].fit
+    half_a, half_b = split_by_group(train_df, test_fraction=fusion.tune_fraction, seed=seed + 1)
+    rows_a = train_df["label_group"].isin(set(half_a["label_group"])).to_numpy()
+    unseen = ~train_df["label_group"].isin(set(image_seen_groups)).to_numpy()
+    pool_a, pool_b = rows_a & unseen, ~rows_a & unseen
+    usable = [train_df.loc[pool, "label_group"].nunique() for pool in (pool_a, pool_b)]
+    if min(usable) < FOLDS_PER_HALF:
+        raise ValueError(f"train's halves hold {usable[0]} and {usable[1]} label groups that the image model never "
+                         f"trained on (of {train_df['label_group'].nunique()}): too few to cross-fit the recipe (each "
+                         f"half needs {FOLDS_PER_HALF}); use more train groups, another fusion.tune_fraction, or "
+                         "image.in_fusion: false")
+    learn_titles = title_model is not None and has_titles(train_df)
+    encoder_a = fitted_encoder(half_a["title"], half_a["label_group"], title_model, cache_dir, progress) \
+        if learn_titles else None
+    encoder_b = fitted_encoder(half_b["title"], half_b["label_group"], title_model, cache_dir, progress) \
+        if learn_titles else None
+    tune_a = (train_df[pool_a].reset_index(drop=True), subset_images(image_embeddings, pool_a))
+    tune_b = (train_df[pool_b].reset_index(drop=True), subset_images(image_embeddings, pool_b))
+    folds = _held_out_folds([(*tune_b, encoder_a), (*tune_a, encoder_b)], seed)
+    selection = select_steps(folds, fusion, tfidf_config, grid, seed, progress)
+    final = TuningPool.of(tune_b[0], encoder_a, tune_b[1], tfidf_config, grid, seed, progress)
+    matcher = _tuned_matcher(final, selection.chosen, fusion.rule, tfidf_config, progress)
+    matcher.info["selection"] = selection.to_dict()
+    matcher.info["tuning_groups"] = {"tuned and scored on": int(train_df.loc[unseen, "label_group"].nunique()),
+                                     "left out (the image model trained on them)":
+                                         int(train_df.loc[~unseen, "label_group"].nunique())}
+    return matcher
+
+
+def _held_out_folds(halves, seed: int) -> list[tuple]:
+    """(tune listings, their images, held-out listings, their images, encoder) for each fold of each half."""
+    out = []
+    for df, images, encoder in halves:
+        fold = group_folds(df["label_group"], FOLDS_PER_HALF, seed)
+        for held in range(FOLDS_PER_HALF):
+            tune_rows, test_rows = fold != held, fold == held
+            if not tune_rows.any() or not test_rows.any():
+                continue                  # every group hashed into one fold (a handful of groups)
+            out.append((df[tune_rows].reset_index(drop=True), subset_images(images, tune_rows),
+                        df[test_rows].reset_index(drop=True), subset_images(images, test_rows), encoder))
+    if not out:
+        raise ValueError("no half of train could be cut into two group folds: use more train groups")
+    return out
+
+
+def select_steps(folds: list[tuple], fusion: FusionOptions, tfidf_config: TfidfConfig, grid: TuningGrid, seed: int,
+                 progress: bool = False) -> Selection:
+    """Score every step configuration on every held-out fold; choose the rule's steps, then the pair classifier."""
+    options = fusion.rule
+    rules = [Steps(u, b) for u, b in itertools.product(step_options(fusion.unit_filter), step_options(fusion.blend))]
+    pools = [TuningPool.of(tune, enc, tune_img, tfidf_config, grid, seed) for tune, tune_img, _, _, enc in folds]
+    scores: dict[str, list] = {}
+    skipped: dict[str, str] = {}
+
+    def run(configs):
+        for steps in tqdm(configs, desc="cross-fit steps", disable=not progress):
+            try:
+                scores[steps.name] = [_held_out_scores(pool, steps, options, tfidf_config, test, test_img)
+                                      for pool, (_, _, test, test_img, _) in zip(pools, folds)]
+            except ValueError as err:      # e.g. a fold without a non-matching pair for the pair classifier
+                skipped[steps.name] = str(err)
+
+    run(rules)
+    rule = _best([s for s in rules if s.name in scores], scores)
+    with_pc = [Steps(rule.unit_filter, rule.blend, pc) for pc in step_options(fusion.pair_classifier)]
+    run([s for s in with_pc if s.name not in scores])
+    chosen = _best([s for s in with_pc if s.name in scores], scores)
+    return Selection(_table(scores), chosen, skipped)
+
+
+def _held_out_scores(pool: TuningPool, steps: Steps, options: dict, tfidf_config: TfidfConfig,
+                     test: pd.DataFrame, test_images) -> dict:
+    matcher = _tuned_matcher(pool, steps, options, tfidf_config)
+    s = score_matches(matcher.predict(test, image_embeddings=test_images, progress=False), test["label_group"])
+    return s.as_dict()
+
+
+def _tuned_matcher(pool: TuningPool, steps: Steps, options: dict, tfidf_config: TfidfConfig,
+                   progress: bool = False) -> Matcher:
+    """The recipe with exactly these steps, tuned on ``pool``."""
+    concat = [s for s in options["concat"] if s in pool.signal_names]
+    recipe = pool.tune(**{**options, "concat": concat}, unit_filter=steps.unit_filter, blend=steps.blend)
+    recipe, classifier = pool.add_pair_classifier(recipe, steps.pair_classifier, progress)
+    return Matcher(recipe, pool.encoder, tfidf_config, pair_classifier=classifier)
+
+
+def _best(configs: list[Steps], scores: dict[str, list]) -> Steps:
+    """Best mean F1 over the held-out folds; on a tie (within 1e-4) the configuration with fewer steps."""
+    if not configs:
+        raise ValueError("no step configuration could be scored on the held-out folds")
+    means = {s.name: float(np.mean([f["mean_f1"] for f in scores[s.name]])) for s in configs}
+    top = max(means.values())
+    return min((s for s in configs if means[s.name] >= top - 1e-4), key=lambda s: sum(asdict(s).values()))
+
+
+def _table(scores: dict[str, list]) -> pd.DataFrame:
+    rows = []
+    for name, folds in scores.items():
+        f1 = np.array([f["mean_f1"] for f in folds])
+        rows.append({"steps": name, **{f"fold_{i}": v for i, v in enumerate(f1)}, "mean_f1": f1.mean(),
+                     "std_f1": f1.std(), "mean_precision": np.mean([f["mean_precision"] for f in folds]),
+                     "mean_recall": np.mean([f["mean_recall"] for f in folds])})
+    return pd.DataFrame(rows)

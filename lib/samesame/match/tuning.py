@@ -1,0 +1,162 @@
+"""Tuning on labelled listings: the steps chosen by winning across group folds (unit filter, blending) and the
+pair classifier; the threshold rule's own grids are :func:`samesame.match.recipe.tune_recipe`.
+
+A :class:`TuningPool` is one pool of train listings (searched within itself, as a test set is)
+whose signals and candidate pairs are computed once; every grid is scored on it.
+:mod:`samesame.match.selection` decides which optional steps ship and fits the matcher.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Sequence
+
+import numpy as np
+import pandas as pd
+
+from samesame.core.metrics import Scores
+from samesame.core.neighbors import MAX_MATCHES
+from samesame.core.splits import label_codes, split_by_group
+from samesame.match.candidates import Candidates, Signals, blend_signals, candidate_pairs, compute_signals
+from samesame.match.matching import classified_pairs, pair_classifier_features, pair_probability, pool_candidates
+from samesame.match.options import MatcherOptions, TuningGrid
+from samesame.match.pairs import PairClassifier
+from samesame.match.recipe import Blend, PairStep, Recipe, fused_score, keep_pairs, pair_scores, tune_recipe
+from samesame.text.title_model import TITLE_MODELS, TitleEncoder
+from samesame.text.titles import TfidfConfig
+
+
+def tune_pair_step(cands: Candidates, p: np.ndarray, labels: Sequence, grid: TuningGrid) -> PairStep:
+    """The pair classifier's decision on labelled candidates: probability threshold, then min2's looser one."""
+    def f1(step: PairStep):
+        return pair_scores(cands, keep_pairs(cands, step.rule(), p), labels).mean_f1
+
+    best = max((PairStep(float(t)) for t in grid.probability_values), key=f1)
+    loose = [PairStep(best.threshold, float(m)) for m in grid.below(grid.pair_min2_grid, best.threshold)]
+    return max([best] + loose, key=f1)
+
+
+
+@dataclass
+class TuningPool:
+    """The train listings the recipe is tuned on, their signals and candidate pairs (computed once)."""
+
+    encoder: TitleEncoder | None
+    signals: Signals
+    cands: Candidates
+    labels: np.ndarray
+    grid: TuningGrid
+    seed: int
+
+    @classmethod
+    def build(cls, train_df: pd.DataFrame, image_embeddings, options: MatcherOptions, cache_dir=None,
+              progress: bool = False) -> "TuningPool":
+        """A title encoder learns part of ``train_df``'s groups (``1 - fusion.tune_fraction``), the rest is the pool."""
+        seed = options.seed
+        # seed + 1: the outer train/val split may have used ``seed`` itself, which would put no group in tune_part
+        fit_part, tune_part = split_by_group(train_df, test_fraction=options.fusion.tune_fraction, seed=seed + 1)
+        if tune_part.empty or fit_part.empty:
+            raise ValueError(f"splitting {len(train_df)} train listings left an empty part; use more train groups or "
+                             f"another fusion.tune_fraction (got {options.fusion.tune_fraction})")
+        tune_rows = train_df["label_group"].isin(set(tune_part["label_group"])).to_numpy()
+        fit = TITLE_MODELS[options.title_kind].fit
+        encoder = (fit(fit_part["title"], fit_part["label_group"], options.title_model, cache_dir, progress)
+                   if options.title_model and has_titles(fit_part) else None)
+        return cls.of(tune_part, encoder, subset_images(image_embeddings, tune_rows), options.tfidf, options.grid, seed,
+                      progress)
+
+    @classmethod
+    def of(cls, pool: pd.DataFrame, encoder: TitleEncoder | None, images, tfidf_config: TfidfConfig,
+           grid: TuningGrid, seed: int, progress: bool = False) -> "TuningPool":
+        """These labelled listings as a tuning pool (signals and candidates computed once, searched within the pool)."""
+        signals = compute_signals(pool, encoder, tfidf_config, images)
+        return cls(encoder, signals, candidate_pairs(signals, MAX_MATCHES, progress), pool["label_group"].to_numpy(),
+                   grid, seed)
+
+    @property
+    def signal_names(self) -> list[str]:
+        return [s for s in ("tfidf", "title", "image", "phash") if s in self.cands.sims]
+
+    def f1(self, cands: Candidates, recipe: Recipe) -> float:
+        return self.scores(cands, recipe).mean_f1
+
+    def scores(self, cands: Candidates, recipe: Recipe, score: np.ndarray | None = None) -> Scores:
+        return pair_scores(cands, keep_pairs(cands, recipe, score), self.labels)
+
+    def wins(self, new: Scores, old: Scores) -> bool:
+        """Keep an optional step only when it beats going without on the mean **and** in most of
+        ``grid.step_folds`` folds of the pool's label groups: a step that wins on one lucky subset of
+        groups is noise, and it costs on an unseen pool."""
+        k = self.grid.step_folds
+        gains = new.fold_f1(self.labels, k, self.seed) - old.fold_f1(self.labels, k, self.seed)
+        return new.mean_f1 > old.mean_f1 and int(np.sum(gains > 0)) > len(gains) // 2
+
+    def tune(self, *, concat: Sequence[str], union_phash: bool = False, min2: bool = False,
+             unit_filter: bool | None = False, blend: bool | None = False) -> Recipe:
+        """Best recipe for one family of rules. ``unit_filter`` / ``blend``: True always, False never, None only
+        where the step wins on this pool (:meth:`wins`)."""
+        filters = (False, True) if unit_filter is None else (bool(unit_filter),)
+
+        def _tuned(cands):
+            options = [tune_recipe(cands, self.labels, concat=concat, union_phash=union_phash, min2=min2,
+                                   unit_filter=u, grid=self.grid) for u in filters]
+            chosen = options[0]
+            for other in options[1:]:        # the unit filter, when optional, must win across group folds
+                if self.wins(self.scores(cands, other), self.scores(cands, chosen)):
+                    chosen = other
+            return chosen
+
+        recipe = _tuned(self.cands)
+        if blend is False:
+            return recipe
+        score = fused_score(self.cands, recipe.weights)
+        best, best_scores = (None, None) if blend else (recipe, self.scores(self.cands, recipe))
+        for t in (recipe.threshold + offset for offset in self.grid.blend_offsets):
+            step = Blend(dict(recipe.weights), float(t), self.grid.blend_top)
+            b_cands = candidate_pairs(blend_signals(self.signals, self.cands, score, t, step.top))
+            r = _tuned(b_cands).replace(blend=step)
+            r_scores = self.scores(b_cands, r)
+            if best is None or (r_scores.mean_f1 > best_scores.mean_f1 if blend else self.wins(r_scores, best_scores)):
+                best, best_scores = r, r_scores
+        return best
+
+    def add_pair_classifier(self, recipe: Recipe, wanted: bool | None,
+                            progress: bool = False) -> tuple[Recipe, PairClassifier | None]:
+        """Add the pair classifier step to ``recipe`` (``wanted`` True: always, None: if it wins, False: never).
+
+        Its decision thresholds are tuned on out-of-fold probabilities (group K-fold
+        inside this pool), and it keeps those fold models to predict with
+        (:meth:`samesame.match.pairs.PairClassifier.out_of_fold`).
+        """
+        if wanted is False:
+            return recipe, None
+        signals, cands, score = pool_candidates(self.signals, recipe)
+        codes, _ = label_codes(self.labels)
+        same = codes[cands.rows] == codes[cands.cols]
+        # pairs far below every matching pair's fused score are left out (p = 0): most candidates, few matches
+        floor = float(np.quantile(score[same], self.grid.pair_floor_quantile)) if same.any() else None
+        sub = classified_pairs(score, floor)
+        if len(np.unique(same[sub])) < 2:      # a small pool where every pair above the floor matches
+            floor, sub = None, classified_pairs(score, None)
+        x, names = pair_classifier_features(signals, cands, score, sub)
+        clf = self.grid.pair_classifier(self.seed)
+        folds = np.minimum(codes[cands.rows], codes[cands.cols])[sub]       # (i, j) and (j, i) share a fold
+        p = pair_probability(cands, sub, clf.out_of_fold(x, same[sub], folds, names, progress=progress))
+        step = tune_pair_step(cands, p, self.labels, self.grid).replace(floor=floor)
+        if wanted is None and not self.wins(self.scores(cands, step.rule(), p), self.scores(cands, recipe, score)):
+            return recipe, None
+        return recipe.replace(pair_classifier=step), clf
+
+
+
+def has_titles(df: pd.DataFrame) -> bool:
+    """Whether any listing has a title (image-only data has none: no title signal, no title encoder)."""
+    return bool(df["title"].fillna("").astype(str).str.strip().ne("").any())
+
+
+def subset_images(image_embeddings, rows: np.ndarray):
+    """``image_embeddings`` (vectors, ok) restricted to ``rows`` (a boolean mask or positions); None stays None."""
+    if image_embeddings is None:
+        return None
+    vectors, ok = image_embeddings
+    return np.asarray(vectors)[rows], np.asarray(ok, dtype=bool)[rows]

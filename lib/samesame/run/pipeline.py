@@ -1,0 +1,160 @@
+"""Run the numbered notebooks in order with papermill, into one recorded run folder.
+
+``python -m samesame.run.pipeline run --profile sample --run R [--data-dir D] [--only 02_phash]``
+is what ``make all`` calls. configs/base.yaml holds every setting of a run, a profile
+overrides a few (:mod:`samesame.run.settings` checks every key before anything runs); each
+notebook receives the profile, the data folder and its run folder, and loads the same
+settings. The executed notebooks are the record, with params.yaml saying how they were run
+(the settings, command, commit, machine, wall time); a failing one stays in the run folder
+and stops the pipeline with a non-zero exit.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import datetime as dt
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import papermill as pm
+
+from samesame.run import settings
+from samesame.run.runs import Run, machine, update_leaderboard
+from samesame.run.settings import REPO, ConfigError, Settings
+
+RUNS_ROOT = REPO / "runs"
+NOTEBOOKS_DIR = REPO / "notebooks"
+PARAMETERS = ("profile", "data_dir", "run_dir")
+"""What the pipeline passes to every notebook's ``parameters`` cell (the cell also has ``overrides``)."""
+
+
+def notebooks(only: list[str] | None = None, notebooks_dir: Path = NOTEBOOKS_DIR) -> list[Path]:
+    """The numbered notebooks in order (those named by ``only``, if given, matched by prefix)."""
+    found = sorted(notebooks_dir.glob("[0-9][0-9]_*.ipynb"))
+    if not only:
+        return found
+    chosen = [nb for nb in found if any(nb.stem == o or nb.stem.startswith(o) for o in only)]
+    if not chosen:
+        raise SystemExit(f"no notebook matches {only}; have {[nb.stem for nb in found]}")
+    return chosen
+
+
+def resolve_data_dir(cfg: Settings, data_dir: str | None) -> Path:
+    """The data folder to run on (DATA_DIR, else the profile's); the embedded sample is generated on first use."""
+    if data_dir:
+        return Path(data_dir).resolve()
+    if not (cfg.data_dir / "train.csv").exists():
+        ensure_sample(cfg)
+    return cfg.data_dir
+
+
+def ensure_sample(cfg: Settings) -> None:
+    """Generate the synthetic Kaggle-layout sample into the profile's data_dir (deterministic per profile)."""
+    from samesame.data.sample import generate_sample
+
+    print(f"generating the embedded sample into {cfg.data_dir} ...", flush=True)
+    summary = generate_sample(cfg.data_dir, **dataclasses.asdict(cfg.sample))
+    print(f"sample ready: {summary}", flush=True)
+
+
+def profile_arg(profile: str) -> str:
+    """The profile as the notebooks get it: a name, or a path to a .yaml file made absolute (they run in
+    notebooks/)."""
+    return str(settings.profile_path(profile).resolve()) if profile.endswith((".yaml", ".yml")) else profile
+
+
+def git_commit() -> str:
+    """The checked-out commit, with "-dirty" when tracked files differ from it (the run is then not reproducible)."""
+    try:
+        return subprocess.run(["git", "describe", "--always", "--dirty", "--abbrev=7"], cwd=REPO, capture_output=True,
+                              text=True, check=True).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown"
+
+
+def run_notebooks(profile_name: str, run_name: str | None = None, data_dir: str | None = None,
+                  only: list[str] | None = None, runs_root: Path = RUNS_ROOT) -> Run:
+    """Execute the notebooks into runs/<run_name>/ and record params, metrics and the leaderboard.
+
+    params.yaml keeps the wall time of notebooks run earlier into the same folder
+    (``--only``), so a run assembled in parts still records what each notebook took.
+    """
+    os.environ.setdefault("TQDM_MININTERVAL", "5")   # progress bars in the executed notebooks: one line per 5 s
+    cfg = settings.load(profile_name)                # every key checked before anything runs
+    data_path = resolve_data_dir(cfg, data_dir)
+    run = Run(Path(runs_root) / (run_name or dt.datetime.now().strftime("%Y%m%d-%H%M%S")))
+    params = {"profile": profile_arg(profile_name), "data_dir": str(data_path), "run_dir": str(run.path.resolve())}
+    command = (f"python -m samesame.run.pipeline run --profile {profile_name} --run {run.name}"
+               + (f" --data-dir {data_dir}" if data_dir else "") + (f" --only {' '.join(only)}" if only else ""))
+    record = {"profile": profile_name, "command": command, "commit": git_commit(), "machine": machine(),
+              "started": dt.datetime.now().isoformat(timespec="seconds"),
+              "wall_seconds": run.params().get("wall_seconds", {}), "data_dir": str(data_path),
+              "settings": settings.load(profile_name, data_dir=data_path).to_dict()}
+    run.write_params(record)
+    for nb in notebooks(only):
+        out = run.path / nb.name
+        print(f"[{nb.stem}] -> {out}", flush=True)
+        started = time.perf_counter()
+        try:
+            pm.execute_notebook(str(nb), str(out), parameters=params, cwd=str(nb.parent),
+                                kernel_name="python3", progress_bar=False, log_output=False)
+        except pm.PapermillExecutionError as err:
+            raise SystemExit(f"[{nb.stem}] failed in cell {err.exec_count}: {err.ename}: {err.evalue}\n"
+                             f"read the failing cell in {out}") from None
+        finally:
+            record["wall_seconds"][nb.stem] = round(time.perf_counter() - started, 1)
+            run.write_params(record)
+            update_leaderboard(run, runs_root)
+    print(f"run recorded in {run.path}", flush=True)
+    return run
+
+
+def fit_run(profile_name: str, run_name: str, data_dir: str | None = None, runs_root: Path = RUNS_ROOT) -> Path:
+    """``make fit``: fit the matcher on all of train.csv and save it to runs/<RUN>/models/matcher/."""
+    from samesame.data.listings import load_dataset
+    from samesame.run.artefacts import matcher_path
+    from samesame.run.matcher import fit_and_save, fit_summary
+
+    cfg = settings.load(profile_name)
+    cfg = dataclasses.replace(cfg, data_dir=resolve_data_dir(cfg, data_dir))
+    run = Run(Path(runs_root) / run_name)
+    matcher = fit_and_save(run, cfg, load_dataset(cfg.data_dir).train)
+    command = (f"python -m samesame.run.pipeline fit --profile {profile_name} --run {run_name}"
+               + (f" --data-dir {data_dir}" if data_dir else ""))
+    run.record("fit", {**fit_summary(matcher), "command": command, "commit": git_commit()})
+    print(f"matcher {matcher.name} fitted in {matcher.info['fit_seconds']} s -> {matcher_path(run)}", flush=True)
+    return matcher_path(run)
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="samesame", description=__doc__.splitlines()[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+    run_p = sub.add_parser("run", help="execute the notebooks into runs/<RUN>/")
+    run_p.add_argument("--profile", default="sample", help="configs/<name>.yaml, or a path to a .yaml file")
+    run_p.add_argument("--run", default=None, help="run name (default: a timestamp)")
+    run_p.add_argument("--data-dir", default=None, help="Kaggle-layout folder (default: the profile's sample)")
+    run_p.add_argument("--only", nargs="*", default=None, help="notebook names or prefixes, e.g. 02_phash")
+    fit_p = sub.add_parser("fit", help="fit the matcher on train.csv -> runs/<RUN>/models/matcher/")
+    fit_p.add_argument("--profile", default="sample")
+    fit_p.add_argument("--run", required=True)
+    fit_p.add_argument("--data-dir", default=None)
+    sample_p = sub.add_parser("sample", help="generate the embedded sample of a profile")
+    sample_p.add_argument("--profile", default="sample")
+    args = parser.parse_args(argv)
+    try:
+        if args.command == "run":
+            run_notebooks(args.profile, args.run, args.data_dir, args.only)
+        elif args.command == "fit":
+            fit_run(args.profile, args.run, args.data_dir)
+        else:
+            ensure_sample(settings.load(args.profile))
+    except ConfigError as err:
+        raise SystemExit(f"config error: {err}") from None
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])

@@ -1,0 +1,339 @@
+"""The settings of a run as one typed tree: configs/base.yaml holds every value once, a profile overrides a few.
+
+:class:`Settings` is the tree (one frozen dataclass per concern: split, image, fine-tuning, title encoder,
+TF-IDF, fusion options, tuning grid, ...); :func:`load` reads base.yaml, the profile and a notebook's
+``overrides`` into it. Library functions take these objects and hold no default values of their own, so a
+setting has one home. Every value is checked before anything runs, against the field's type and
+:data:`LIMITS`: a typo'd key would otherwise configure nothing, ``epochs: "2"`` would fail minutes into a
+run with an unrelated error, and ``n_gallery_groups: -1`` would quietly mean something else. The message
+names the file, the key, what is expected and the fix. Paths are anchored at the repository root.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import math
+import types
+import typing
+from dataclasses import dataclass
+from fnmatch import fnmatchcase
+from pathlib import Path
+from typing import Any, Callable
+
+import yaml
+
+from samesame.core.splits import Split
+from samesame.image.finetune import FinetuneSettings
+from samesame.match.options import FusionOptions, MatcherOptions, TuningGrid
+from samesame.text.title_model import TITLE_MODELS, TitleModelConfig
+from samesame.text.titles import TfidfConfig
+
+REPO = Path(__file__).resolve().parents[3]
+CONFIGS_DIR = REPO / "configs"
+BASE_FILE = "base.yaml"
+
+
+@dataclass(frozen=True)
+class SampleSettings:
+    """The embedded synthetic sample (:func:`samesame.data.sample.generate_sample` arguments)."""
+
+    n_groups: int
+    image_size: int
+    seed: int
+
+
+@dataclass(frozen=True)
+class ImageSettings:
+    """Image embeddings for 03, 05, 06 and 07."""
+
+    backbones: tuple[str, ...]      # 03 compares these
+    image_size: int | None          # None: each backbone's native input size
+    batch_size: int
+    in_fusion: bool                 # 06/07 add image vectors to the fusion (False: titles + phash only)
+
+
+@dataclass(frozen=True)
+class StudySettings:
+    """How much the study notebooks show."""
+
+    n_gallery_groups: int           # 01's image grid
+    phash_max_threshold: int        # 02's sweep: Hamming distances 0..max
+    n_gallery: int                  # 06's galleries per error kind
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Every setting of a run (configs/base.yaml, one key per field)."""
+
+    data_dir: Path                  # the Kaggle-layout folder (DATA_DIR replaces it)
+    cache_dir: Path | None          # embeddings and title encoders, found again by content
+    progress: bool
+    train_seed: int                 # everything trained or tuned (fine-tuning, title encoder, the recipe's split)
+    sample: SampleSettings
+    split: Split
+    study: StudySettings
+    image: ImageSettings
+    finetune: FinetuneSettings
+    title_model: str                # which of TITLE_MODELS learns the title embedding
+    title_encoder: TitleModelConfig # its fine-tuning
+    tfidf: TfidfConfig
+    fusion: FusionOptions
+    tuning: TuningGrid
+
+    @property
+    def matcher_options(self) -> MatcherOptions:
+        """What :func:`samesame.match.selection.fit_matcher` takes: ``make fit``, 06 and 07 fit the same matcher."""
+        return MatcherOptions(self.fusion, self.tuning, self.title_encoder, self.title_model, self.tfidf,
+                              self.train_seed)
+
+    def to_dict(self) -> dict:
+        """Plain values (paths as text) for params.yaml."""
+        return _plain(dataclasses.asdict(self))
+
+
+DERIVED = {"title_encoder.seed": "train_seed"}
+"""Fields set from another setting, never written in a config file (one seed for everything trained)."""
+
+
+class ConfigError(ValueError):
+    """A config file names a key that configures nothing, or a bad value; the message says which key, which
+    file, what to do."""
+
+
+def _grid(low: float, high: float) -> Callable[[list], bool]:
+    """A ``[start, stop, step]`` grid within [low, high] that yields at least one value."""
+    return lambda v: len(v) == 3 and low <= v[0] <= v[1] <= high and v[2] > 0
+
+
+LIMITS: list[tuple[str, Callable[[Any], bool], str]] = [
+    # (dotted-key pattern, test, what is expected): the first pattern matching a key applies; a null is not tested
+    ("*seed", lambda v: v >= 0, "an integer >= 0"),
+    ("title_model", lambda v: v in TITLE_MODELS, f"one of {sorted(TITLE_MODELS)} (samesame.text.title_model)"),
+    ("*fraction", lambda v: 0 < v < 1, "a number in (0, 1)"),
+    ("*_quantile", lambda v: 0 <= v < 1, "a number in [0, 1)"),
+    ("*.dropout", lambda v: 0 <= v < 1, "a number in [0, 1)"),
+    ("*.thresholds", _grid(-1, 1), "[start, stop, step] with -1 <= start <= stop <= 1 and step > 0"),
+    ("*.probabilities", _grid(0, 1), "[start, stop, step] with 0 <= start <= stop <= 1 and step > 0"),
+    ("*min2_grid", lambda v: len(v) == 2 and 0 <= v[0] < 1 and v[1] > 0, "[start, step] with 0 <= start < 1, step > 0"),
+    ("*.blend_offsets", lambda v: len(v) > 0 and all(0 <= x < 1 for x in v), "a non-empty list of numbers in [0, 1)"),
+    ("tuning.weights", lambda v: len(v) > 0 and all(w >= 0 for w in v), "a non-empty list of numbers >= 0"),
+    ("*.phash_max_*", lambda v: 0 <= v <= 64, "a Hamming distance in 0..64"),
+    ("*.train_layers", lambda v: 0 <= v <= 12, "0..12 (e5-small has 12 layers)"),
+    ("*.max_len", lambda v: v >= 3, "an integer >= 3 (<s>, </s> and one token)"),
+    ("finetune.epochs", lambda v: len(v) > 0 and all(e >= 1 for e in v), "a non-empty list of integers >= 1"),
+    ("*.backbones", len, "a non-empty list"),
+    ("finetune.unfreeze", len, "a non-empty list"),
+    ("finetune.heads", len, "a non-empty list"),
+    ("*epochs", lambda v: v >= 0, "an integer >= 0"),
+    ("*.pair_max_leaf_nodes", lambda v: v >= 2, "an integer >= 2"),
+    ("*_weight", lambda v: v >= 0, "a number >= 0"),
+    ("*.char_ngrams", lambda v: len(v) == 2 and 1 <= v[0] <= v[1], "[low, high] with 1 <= low <= high"),
+    ("*.max_features", lambda v: v >= 1, "an integer >= 1 (null: every n-gram)"),
+    ("*.n_*", lambda v: v >= 1, "an integer >= 1"),
+    ("*batch_size", lambda v: v >= 1, "an integer >= 1"),
+    ("*image_size", lambda v: v >= 1, "an integer >= 1"),
+    ("*.views", lambda v: v >= 1, "an integer >= 1"),
+    ("*_top", lambda v: v >= 1, "an integer >= 1"),
+    ("*_folds", lambda v: v >= 2, "an integer >= 2"),
+    ("*_trees", lambda v: v >= 1, "an integer >= 1"),
+    ("*.lr", lambda v: v > 0, "a number > 0"),
+    ("*learning_rate", lambda v: v > 0, "a number > 0"),
+    ("*scale", lambda v: v > 0, "a number > 0"),
+    ("*margin", lambda v: v >= 0, "a number >= 0"),
+]
+"""Value checks beyond the type, so that a bad value stops the run before anything runs, with the fix."""
+
+
+def load(profile: str | Path = "sample", overrides: dict | None = None, *, data_dir: str | Path | None = None,
+         configs_dir: Path | None = None) -> Settings:
+    """base.yaml, then the profile (a name in configs/ or a path to a .yaml file), then ``overrides`` (a mapping
+    like a profile's, e.g. from a notebook's parameters cell), every key and value checked.
+
+    Nested mappings merge key by key, everything else is replaced. ``data_dir`` (DATA_DIR) replaces the
+    profile's. Relative paths are read from the repository root.
+    """
+    configs_dir = Path(configs_dir or CONFIGS_DIR)
+    base_path = configs_dir / BASE_FILE
+    merged = read_base(base_path)
+    path = profile_path(profile, configs_dir)
+    layers = [] if path == base_path else [(_read(path), str(path))]
+    layers += [(overrides, "the notebook's overrides")] if overrides else []
+    for layer, source in layers:
+        _check(layer, Settings, source, str(base_path), merged)
+        merged = merge(merged, layer)
+    if data_dir is not None:
+        merged["data_dir"] = str(data_dir)
+    return _build(Settings, merged)
+
+
+def defaults() -> Settings:
+    """configs/base.yaml alone: the sample profile (tests and ad-hoc calls start from it)."""
+    return load("sample")
+
+
+def read_base(base_path: Path) -> dict:
+    """base.yaml checked: every key known, of the right type and range, and every setting present."""
+    base = _read(base_path)
+    _check(base, Settings, str(base_path), str(base_path), None)
+    return base
+
+
+def profile_path(profile: str | Path, configs_dir: Path = CONFIGS_DIR) -> Path:
+    """configs/<profile>.yaml, or ``profile`` itself when it is a path to a yaml file."""
+    profile = str(profile)
+    path = Path(profile) if profile.endswith((".yaml", ".yml")) else configs_dir / f"{profile}.yaml"
+    if not path.is_file():
+        known = sorted(p.stem for p in configs_dir.glob("*.yaml") if p.name != BASE_FILE)
+        raise ConfigError(f"unknown profile {profile!r}: no {path}. Profiles: {known} (or a path to a .yaml file)")
+    return path
+
+
+def merge(base: dict, overrides: dict) -> dict:
+    """``base`` with ``overrides`` applied; mappings merge recursively, other values are replaced."""
+    out = dict(base)
+    for key, value in overrides.items():
+        out[key] = merge(base[key], value) if isinstance(base.get(key), dict) and isinstance(value, dict) else value
+    return out
+
+
+def _read(path: Path) -> dict:
+    if not path.is_file():
+        raise ConfigError(f"{path} not found: every profile is read on top of it; restore it from git.")
+    try:
+        config = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as err:
+        raise ConfigError(f"{path} is not valid YAML: {err}") from None
+    if not isinstance(config, dict):
+        raise ConfigError(f"{path} must be a mapping with the keys of {BASE_FILE}, got {type(config).__name__}")
+    return config
+
+
+# ------------------------------------------------------------------ checking against the tree's types
+
+
+def _fields(cls: type, prefix: str) -> dict[str, Any]:
+    """The settable fields of a settings dataclass -> their types (derived fields left out)."""
+    hints = typing.get_type_hints(cls)
+    return {f.name: hints[f.name] for f in dataclasses.fields(cls) if f"{prefix}{f.name}" not in DERIVED}
+
+
+def _check(config: dict, cls: type, source: str, base_path: str, base: dict | None, prefix: str = "") -> None:
+    """Every key of ``config`` is a field of ``cls`` (recursively), of its type and within :data:`LIMITS`.
+    ``base`` None: ``config`` is base.yaml itself, which must also hold every field."""
+    fields = _fields(cls, prefix)
+    for key, value in config.items():
+        name = f"{prefix}{key}"
+        if key not in fields:
+            close = difflib.get_close_matches(str(key), list(fields), n=1)
+            hint = f" (did you mean {prefix + close[0]!r}?)" if close else ""
+            raise ConfigError(f"{source}: unknown key {name!r}{hint}. It would configure nothing, so the run stops. "
+                              f"Fix the spelling, or add the setting to {cls.__name__} and to {base_path}.")
+        like = None if base is None else base[key]
+        kind = fields[key]
+        if dataclasses.is_dataclass(kind):
+            if not isinstance(value, dict):
+                raise ConfigError(f"{source}: {name!r} must be a mapping like in {base_path}, got {value!r}; "
+                                  f"override single keys as {name}: {{key: value}}")
+            _check(value, kind, source, base_path, like, f"{name}.")
+            continue
+        problem = _type_problem(value, kind)
+        if problem:
+            example = f", like {like!r} in {base_path}" if base is not None else ""
+            raise ConfigError(f"{source}: {name} = {value!r} {problem}{example}. Correct {name} in {source}.")
+        limit = next(((test, expected) for pattern, test, expected in LIMITS if fnmatchcase(name, pattern)), None)
+        if value is not None and limit is not None and not _passes(limit[0], value):
+            raise ConfigError(f"{source}: {name} = {value!r} is not valid: expected {limit[1]}. "
+                              f"Correct {name} in {source}.")
+    missing = [k for k in fields if k not in config] if base is None else []
+    if missing:
+        raise ConfigError(f"{source}: {prefix or 'the top level'} lacks {[prefix + k for k in missing]}: base.yaml "
+                          "holds every setting once (profiles override). Restore them from git.")
+
+
+_TYPE_NAMES = {bool: "true or false", int: "an integer", float: "a number", str: "a string", Path: "a path"}
+
+
+def _type_problem(value, kind) -> str | None:
+    """Why ``value`` cannot be a ``kind`` (None: it can). An int stands for a float; a list for a tuple."""
+    args = typing.get_args(kind)
+    if typing.get_origin(kind) in (typing.Union, types.UnionType):     # X | None
+        if value is None:
+            return None
+        problem = _type_problem(value, next(a for a in args if a is not type(None)))
+        return problem and f"{problem} or null"
+    if typing.get_origin(kind) is tuple:
+        if not isinstance(value, list):
+            return f"is {_name(value)}: expected {_describe(kind)}"
+        items = typing.get_args(kind)
+        item = items[0]
+        if items[-1] is not Ellipsis and len(value) != len(items):
+            return f"has {len(value)} items: expected {len(items)}"
+        wrong = [x for x in value if not _is(x, item)]
+        if wrong:
+            return f"holds {wrong[0]!r} ({_name(wrong[0])}): expected every item to be {_TYPE_NAMES[item]}"
+        return None
+    if value is None or not _is(value, kind):
+        hint = (" (YAML reads a number like 5e-5 as text: write 5.0e-5)"
+                if isinstance(value, str) and kind is float and _is_float_text(value) else "")
+        return f"is {_name(value)}{hint}: expected {_describe(kind)}"
+    return None
+
+
+def _describe(kind) -> str:
+    return "a list" if typing.get_origin(kind) is tuple else _TYPE_NAMES.get(kind, str(kind))
+
+
+def _name(value) -> str:
+    return "null" if value is None else type(value).__name__
+
+
+def _is(value, kind: type) -> bool:
+    """isinstance, except that a bool is no number, an int is a float and text is a path."""
+    if kind in (int, float) and isinstance(value, bool):
+        return False
+    return isinstance(value, {float: (int, float), Path: str}.get(kind, kind))
+
+
+def _is_float_text(text: str) -> bool:
+    try:
+        return math.isfinite(float(text))
+    except ValueError:
+        return False
+
+
+def _passes(test: Callable[[Any], bool], value) -> bool:
+    """A LIMITS test; a NaN or infinity fails it."""
+    if any(isinstance(x, float) and not math.isfinite(x) for x in (value if isinstance(value, list) else [value])):
+        return False
+    return bool(test(value))
+
+
+# ------------------------------------------------------------------ building the typed tree
+
+
+def _build(cls: type, values: dict, prefix: str = "", root: dict | None = None):
+    """The checked mapping as ``cls``: nested dataclasses built, lists made tuples, paths anchored at the repo."""
+    root = values if root is None else root
+    hints = typing.get_type_hints(cls)
+    kwargs = {}
+    for f in dataclasses.fields(cls):
+        name = f"{prefix}{f.name}"
+        value = root[DERIVED[name]] if name in DERIVED else values[f.name]
+        kind = hints[f.name]
+        if dataclasses.is_dataclass(kind):
+            value = _build(kind, value, f"{name}.", root)
+        elif isinstance(value, list):
+            value = tuple(value)
+        elif isinstance(value, str) and Path in (kind, *typing.get_args(kind)):
+            value = (REPO / value).resolve()
+        kwargs[f.name] = value
+    return cls(**kwargs)
+
+
+def _plain(value):
+    if isinstance(value, dict):
+        return {k: _plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    return str(value) if isinstance(value, Path) else value
