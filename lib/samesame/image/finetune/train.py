@@ -72,6 +72,6 @@ def holdout_groups(train: pd.DataFrame, fraction: float, seed: int) -> np.ndarra
     if is_held.all() or not is_held.any():
         raise ValueError(f"holding out {fraction:.0%} of {train['label_group'].nunique()} train groups left "
                          f"{'nothing to train on' if is_held.all() else 'no groups to select on'}: "
-                         "use more groups or change selection_fraction")
+                         "use more groups or change finetune.selection_fraction")
     return is_held
 
