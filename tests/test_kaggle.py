@@ -43,7 +43,7 @@ def kaggle(tmp_path_factory):
     with the real wheels (downloaded once for the module)."""
     root = tmp_path_factory.mktemp("kaggle")
     competition = root / "input" / "shopee-product-matching"
-    tiny = settings.load("tiny", {"image": {"image_size": 64, "batch_size": 16}, "progress": False,
+    tiny = settings.load("tiny", {"image": {"image_size": 64, "batch_size": 16}, "progress": False, "cache_dir": None,
                                   "fusion": {"unit_filter": False, "blend": False, "pair_classifier": True},
                                   "tuning": {"pair_trees": 20, "pair_max_leaf_nodes": 7}}, data_dir=competition)
     # seed 3: every held-out fold has non-matching pairs above the pair classifier's floor, which a forced
