@@ -96,7 +96,7 @@ def fit_matcher(train_df: pd.DataFrame, options: MatcherOptions, *, image_embedd
     """
     fusion, grid, title_model, tfidf_config, seed = (options.fusion, options.grid, options.title_model,
                                                      options.tfidf, options.seed)
-    fitted_encoder = TITLE_MODELS[options.title_kind].fit
+    fit_encoder = TITLE_MODELS[options.title_kind].fit
     half_a, half_b = split_by_group(train_df, test_fraction=fusion.tune_fraction, seed=seed + 1)
     rows_a = train_df["label_group"].isin(set(half_a["label_group"])).to_numpy()
     unseen = ~train_df["label_group"].isin(set(image_seen_groups)).to_numpy()
@@ -108,9 +108,9 @@ def fit_matcher(train_df: pd.DataFrame, options: MatcherOptions, *, image_embedd
                          f"half needs {FOLDS_PER_HALF}); use more train groups, another fusion.tune_fraction, or "
                          "image.in_fusion: false")
     learn_titles = title_model is not None and has_titles(train_df)
-    encoder_a = fitted_encoder(half_a["title"], half_a["label_group"], title_model, cache_dir, progress) \
+    encoder_a = fit_encoder(half_a["title"], half_a["label_group"], title_model, cache_dir, progress) \
         if learn_titles else None
-    encoder_b = fitted_encoder(half_b["title"], half_b["label_group"], title_model, cache_dir, progress) \
+    encoder_b = fit_encoder(half_b["title"], half_b["label_group"], title_model, cache_dir, progress) \
         if learn_titles else None
     tune_a = (train_df[pool_a].reset_index(drop=True), subset_images(image_embeddings, pool_a))
     tune_b = (train_df[pool_b].reset_index(drop=True), subset_images(image_embeddings, pool_b))
