@@ -93,7 +93,7 @@ def run_notebooks(profile_name: str, run_name: str | None = None, data_dir: str 
     record = {"profile": profile_name, "command": command, "commit": git_commit(), "machine": machine(),
               "started": dt.datetime.now().isoformat(timespec="seconds"),
               "wall_seconds": run.params().get("wall_seconds", {}), "data_dir": str(data_path),
-              "settings": settings.load(profile_name, data_dir=data_path).to_dict()}
+              "settings": dataclasses.replace(cfg, data_dir=data_path).to_dict()}
     run.write_params(record)
     for nb in notebooks(only):
         out = run.path / nb.name
