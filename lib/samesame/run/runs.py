@@ -26,14 +26,14 @@ PARAMS_FILE = "params.yaml"
 LEADERBOARD_FILE = "leaderboard.csv"
 
 
-def _plain(value: Any) -> Any:
+def plain(value: Any) -> Any:
     """JSON-ready copy: numpy scalars/arrays to Python, NaN to None, keys to str, typed values via to_dict()."""
     if hasattr(value, "to_dict") and callable(value.to_dict) and not isinstance(value, (pd.DataFrame, pd.Series)):
         value = value.to_dict()
     if isinstance(value, dict):
-        return {str(k): _plain(v) for k, v in value.items()}
+        return {str(k): plain(v) for k, v in value.items()}
     if isinstance(value, (list, tuple, np.ndarray)):
-        return [_plain(v) for v in value]
+        return [plain(v) for v in value]
     if isinstance(value, np.generic):
         value = value.item()
     if isinstance(value, float) and math.isnan(value):
@@ -63,7 +63,7 @@ class Run:
     def record(self, notebook: str, metrics: dict) -> dict:
         """Merge ``metrics`` into this notebook's object in metrics.json (atomic write)."""
         all_metrics = self.metrics()
-        all_metrics.setdefault(notebook, {}).update(_plain(metrics))
+        all_metrics.setdefault(notebook, {}).update(plain(metrics))
         tmp = self.path / (METRICS_FILE + ".tmp")
         tmp.write_text(json.dumps(all_metrics, indent=2, sort_keys=False))
         os.replace(tmp, self.path / METRICS_FILE)
@@ -77,7 +77,7 @@ class Run:
     def write_params(self, record: dict) -> None:
         """Rewrite params.yaml (atomic, keys in the given order)."""
         tmp = self.path / (PARAMS_FILE + ".tmp")
-        tmp.write_text(yaml.safe_dump(_plain(record), sort_keys=False, allow_unicode=True))
+        tmp.write_text(yaml.safe_dump(plain(record), sort_keys=False, allow_unicode=True))
         os.replace(tmp, self.path / PARAMS_FILE)
 
     def figure_path(self, name: str) -> Path:

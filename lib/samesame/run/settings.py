@@ -26,6 +26,7 @@ import yaml
 from samesame.core.splits import Split
 from samesame.image.finetune import FinetuneSettings
 from samesame.match.options import FusionOptions, MatcherOptions, TuningGrid
+from samesame.run.runs import plain
 from samesame.text.title_model import TITLE_MODELS, TitleModelConfig
 from samesame.text.titles import TfidfConfig
 
@@ -89,7 +90,7 @@ class Settings:
 
     def to_dict(self) -> dict:
         """Plain values (paths as text) for params.yaml."""
-        return _plain(dataclasses.asdict(self))
+        return plain(dataclasses.asdict(self))
 
 
 DERIVED = {"title_encoder.seed": "train_seed"}
@@ -329,11 +330,3 @@ def _build(cls: type, values: dict, prefix: str = "", root: dict | None = None):
             value = (REPO / value).resolve()
         kwargs[f.name] = value
     return cls(**kwargs)
-
-
-def _plain(value):
-    if isinstance(value, dict):
-        return {k: _plain(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_plain(v) for v in value]
-    return str(value) if isinstance(value, Path) else value
