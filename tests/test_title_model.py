@@ -9,6 +9,7 @@ import pytest
 
 from samesame.core.neighbors import knn
 from samesame.run.settings import defaults
+from samesame.text import onnx_encoder
 from samesame.text.title_model import BrokenEncoderError, TitleEncoder, _length_batches, fitted_encoder
 
 CFG = defaults()
@@ -73,6 +74,20 @@ def test_save_load_round_trip_gives_identical_embeddings(trained, tmp_path):
     loaded = TitleEncoder.load(tmp_path / "title")
     assert loaded.config == encoder.config
     np.testing.assert_allclose(loaded.embed(titles[:10]), encoder.embed(titles[:10]), atol=1e-6)
+
+
+def test_onnx_runtime_embeds_like_keras_and_follows_a_refit(trained, monkeypatch):
+    """On a CPU embed() runs in ONNX Runtime; it must give Keras' numbers, also after fit() changed the weights."""
+    _, titles, labels, before = trained
+    assert onnx_encoder.use_onnx()                  # requirements.txt pins onnxruntime: this machine uses it
+    fresh = TitleEncoder(trained[0].config)
+    np.testing.assert_allclose(fresh.embed(titles), before, atol=1e-5)    # pretrained: the session is built
+    fresh.fit(titles, labels, progress=False)
+    refitted = fresh.embed(titles)
+    assert np.abs(refitted - before).max() > 0.01      # not the pretrained session's numbers
+    monkeypatch.setattr(onnx_encoder, "use_onnx", lambda: False)
+    fresh._memo.clear()
+    np.testing.assert_allclose(fresh.embed(titles), refitted, atol=1e-5)
 
 
 def test_embed_keeps_input_order_and_unseen_pieces(trained):
