@@ -24,7 +24,7 @@ EMBEDDING := $(R)/models/embedding.json
 IMAGE_MODEL := $(BACKBONE) $(FINETUNE) $(EMBEDDING)
 MATCHER := $(R)/models/matcher/matcher.json
 
-.PHONY: all test venv sample eda phash backbones finetune metric errors fit submission kaggle results bench data lab strip clean-cache help
+.PHONY: all test venv sample eda phash backbones finetune metric errors fit submission kaggle results bench gpu-check data lab strip clean-cache help
 help:
 	@echo "make all [DATA_DIR=<kaggle folder>] [RUN=<name>] [PROFILE=sample|kaggle|gpu]  run notebooks 01..07 into runs/RUN/"
 	@echo "make test        unit + end-to-end tests";  echo "make sample      generate the embedded sample (data/sample)"
@@ -33,6 +33,7 @@ help:
 	@echo "make fit         fit the matcher on train.csv -> runs/RUN/models/matcher/ (07 loads it)"
 	@echo "make kaggle RUN=<run>  offline Kaggle dataset + inference notebook of that run's matcher -> dist/kaggle/ [KAGGLE_USER=name]"
 	@echo "make bench       embedding + kNN benchmark -> runs/bench/bench.json"
+	@echo "make gpu-check [PROFILE=gpu] [DATA_DIR=...]  before a long GPU job: known answers + images/s, titles/s"
 	@echo "make data        download the competition with the Kaggle CLI";  echo "make lab         JupyterLab on the repo"
 
 $(STAMP): requirements.txt pyproject.toml
@@ -91,6 +92,11 @@ results: $(STAMP)
 
 bench: $(STAMP)
 	$(PY) scripts/bench.py --out runs/bench/bench.json
+
+# the gpu profile unless PROFILE is given: known answers under its precision, images/s and titles/s per epoch
+gpu-check: $(STAMP)
+	$(PY) scripts/gpu_check.py --profile $(if $(filter command line environment,$(origin PROFILE)),$(PROFILE),gpu) \
+		$(if $(DATA_DIR),--data-dir $(DATA_DIR))
 
 data:
 	@bash scripts/kaggle_data.sh data/shopee-product-matching

@@ -204,8 +204,19 @@ def test_cache_key_tracks_data_and_backbone(tmp_path, tiny_model):
 
 def test_configure_accelerator_without_gpu_keeps_float32(monkeypatch):
     monkeypatch.setattr(embed.tf.config, "list_physical_devices", lambda kind=None: [])
-    assert configure_accelerator() == "cpu"
+    assert configure_accelerator("auto") == "cpu (float32)"
     assert keras.mixed_precision.global_policy().name == "float32"
+
+
+def test_configure_accelerator_forces_a_policy_and_refuses_an_unknown_one(monkeypatch):
+    monkeypatch.setattr(embed.tf.config, "list_physical_devices", lambda kind=None: [])
+    try:
+        assert configure_accelerator("mixed_float16") == "cpu (mixed_float16)"      # CI's GPU-path test
+        assert keras.mixed_precision.global_policy().name == "mixed_float16"
+    finally:
+        keras.mixed_precision.set_global_policy("float32")
+    with pytest.raises(ValueError, match="precision must be one of"):
+        configure_accelerator("fp16")
 
 
 def test_configure_accelerator_with_gpu_sets_mixed_precision(monkeypatch):
@@ -214,8 +225,10 @@ def test_configure_accelerator_with_gpu_sets_mixed_precision(monkeypatch):
     monkeypatch.setattr(embed.tf.config.experimental, "set_memory_growth", lambda device, enable: None)
     monkeypatch.setattr(embed.tf.config.experimental, "get_device_details", lambda device: {"device_name": "FakeGPU"})
     try:
-        assert "FakeGPU" in configure_accelerator()
+        assert configure_accelerator("auto") == "gpu: FakeGPU (mixed_float16)"
         assert keras.mixed_precision.global_policy().name == "mixed_float16"
+        assert configure_accelerator("float32") == "gpu: FakeGPU (float32)"
+        assert keras.mixed_precision.global_policy().name == "float32"
     finally:
         keras.mixed_precision.set_global_policy("float32")
 

@@ -52,20 +52,29 @@ class Embeddings:
         return count_statuses(self.status)
 
 
-def configure_accelerator() -> str:
-    """Use mixed_float16 on a visible GPU (about 2x faster, half the memory); return what was chosen.
+PRECISIONS = ("auto", "float32", "mixed_float16")
+"""Keras dtype policies a run may ask for (settings key ``precision``); ``auto`` picks by the hardware."""
 
-    Must run before the model is built. Memory growth is enabled so TensorFlow
-    does not grab the whole GPU. Embeddings come out float32 either way.
+
+def configure_accelerator(precision: str) -> str:
+    """Set Keras' dtype policy and say where models run; call it before any model is built.
+
+    ``auto``: mixed_float16 on a visible GPU (about 2x faster, half the memory), float32 on a CPU.
+    ``float32`` / ``mixed_float16`` force it: a GPU whose float16 misbehaves can stay in float32, and CI
+    forces mixed_float16 on a CPU so the GPU path's dtype errors surface without a GPU. Memory growth is
+    enabled so TensorFlow does not grab the whole GPU. Embeddings come out float32 either way.
     """
+    if precision not in PRECISIONS:
+        raise ValueError(f"precision must be one of {PRECISIONS}, got {precision!r}")
     gpus = tf.config.list_physical_devices("GPU")
-    if not gpus:
-        return "cpu"
     for gpu in gpus:
         tf.config.experimental.set_memory_growth(gpu, True)
-    keras.mixed_precision.set_global_policy("mixed_float16")
+    policy = ("mixed_float16" if gpus else "float32") if precision == "auto" else precision
+    keras.mixed_precision.set_global_policy(policy)
+    if not gpus:
+        return f"cpu ({policy})"
     names = [tf.config.experimental.get_device_details(gpu).get("device_name", gpu.name) for gpu in gpus]
-    return f"gpu: {', '.join(names)} (mixed_float16)"
+    return f"gpu: {', '.join(names)} ({policy})"
 
 
 def run_model(model: keras.Model, batch: np.ndarray) -> np.ndarray:
@@ -252,6 +261,7 @@ __all__ = [
     "STATUS_DTYPE",
     "Embeddings",
     "cache_key",
+    "PRECISIONS",
     "configure_accelerator",
     "default_workers",
     "embed_images",

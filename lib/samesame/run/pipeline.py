@@ -116,11 +116,13 @@ def run_notebooks(profile_name: str, run_name: str | None = None, data_dir: str 
 def fit_run(profile_name: str, run_name: str, data_dir: str | None = None, runs_root: Path = RUNS_ROOT) -> Path:
     """``make fit``: fit the matcher on all of train.csv and save it to runs/<RUN>/models/matcher/."""
     from samesame.data.listings import load_dataset
+    from samesame.image.embed import configure_accelerator
     from samesame.run.artefacts import matcher_path
     from samesame.run.matcher import fit_and_save, fit_summary
 
     cfg = settings.load(profile_name)
     cfg = dataclasses.replace(cfg, data_dir=resolve_data_dir(cfg, data_dir))
+    print("device:", configure_accelerator(cfg.precision), flush=True)
     run = Run(Path(runs_root) / run_name)
     matcher = fit_and_save(run, cfg, load_dataset(cfg.data_dir).train)
     command = (f"python -m samesame.run.pipeline fit --profile {profile_name} --run {run_name}"

@@ -24,6 +24,7 @@ from typing import Any, Callable
 import yaml
 
 from samesame.core.splits import Split
+from samesame.image.embed import PRECISIONS
 from samesame.image.finetune import FinetuneSettings
 from samesame.match.options import FusionOptions, MatcherOptions, TuningGrid
 from samesame.run.runs import plain
@@ -70,6 +71,7 @@ class Settings:
     data_dir: Path                  # the Kaggle-layout folder (DATA_DIR replaces it)
     cache_dir: Path | None          # embeddings and title encoders, found again by content
     progress: bool
+    precision: str                  # Keras dtype policy: auto (mixed_float16 on a GPU), float32 or mixed_float16
     train_seed: int                 # everything trained or tuned (fine-tuning, title encoder, the recipe's split)
     sample: SampleSettings
     split: Split
@@ -110,6 +112,7 @@ def _grid(low: float, high: float) -> Callable[[list], bool]:
 LIMITS: list[tuple[str, Callable[[Any], bool], str]] = [
     # (dotted-key pattern, test, what is expected): the first pattern matching a key applies; a null is not tested
     ("*seed", lambda v: v >= 0, "an integer >= 0"),
+    ("precision", lambda v: v in PRECISIONS, f"one of {list(PRECISIONS)}"),
     ("title_model", lambda v: v in TITLE_MODELS, f"one of {sorted(TITLE_MODELS)} (samesame.text.title_model)"),
     ("*fraction", lambda v: 0 < v < 1, "a number in (0, 1)"),
     ("*_quantile", lambda v: 0 <= v < 1, "a number in [0, 1)"),

@@ -86,6 +86,9 @@ class Embed(keras.layers.Layer):
     def call(self, words):
         return self.norm(words + self.positions[None, :ops.shape(words)[1]] + self.token_type)
 
+    def compute_output_shape(self, input_shape):
+        return input_shape          # stated, not traced: JAX cannot trace the position slice of an unknown length
+
     def get_config(self):
         return {**super().get_config(), "max_positions": self.max_positions, "eps": self.eps}
 
@@ -125,6 +128,9 @@ class EncoderLayer(keras.layers.Layer):
         ffn = self.fo(keras.activations.gelu(self.fi(x), approximate=False))
         return self.oln(x + self.drop(ffn, training=training))
 
+    def compute_output_shape(self, input_shape):
+        return input_shape[0]
+
     def get_config(self):
         return {**super().get_config(), "heads": self.heads, "ffn": self.ffn, "eps": self.eps, "dropout": self.dropout}
 
@@ -137,6 +143,9 @@ class MeanPool(keras.layers.Layer):
         x, mask = inputs
         m = ops.cast(mask, x.dtype)[..., None]
         return ops.sum(x * m, axis=1) / ops.maximum(ops.sum(m, axis=1), 1.0)
+
+    def compute_output_shape(self, input_shape):
+        return (input_shape[0][0], input_shape[0][-1])
 
 
 def build_encoder(config: E5Config, first_trained: int, dropout: float = 0.0) -> tuple[keras.Model, keras.Model]:
