@@ -9,6 +9,8 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 # import name -> distribution name, where they differ
 DIST = {"PIL": "pillow", "imagehash": "imagehash", "sklearn": "scikit-learn", "yaml": "pyyaml", "faiss": "faiss-cpu"}
+# Keras' other backends, imported only while Keras runs on them (KERAS_BACKEND=jax / torch), so installed then
+KERAS_BACKENDS = {"jax", "torch"}
 
 
 def _declared() -> set[str]:
@@ -24,7 +26,7 @@ def _imports() -> set[str]:
                 names |= {a.name.split(".")[0] for a in node.names}
             elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
                 names.add(node.module.split(".")[0])
-    return {n for n in names if n not in sys.stdlib_module_names and n != "samesame"}
+    return {n for n in names if n not in sys.stdlib_module_names and n != "samesame" and n not in KERAS_BACKENDS}
 
 
 def test_every_third_party_import_is_a_declared_dependency():
