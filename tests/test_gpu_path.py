@@ -13,6 +13,7 @@ import pandas as pd
 import pytest
 import yaml
 
+from samesame.data.listings import load_dataset
 from samesame.data.sample import generate_sample
 from samesame.data.submission import validate_submission
 from samesame.run import settings
@@ -61,7 +62,6 @@ def test_every_notebook_ran_under_mixed_float16_and_wrote_a_valid_submission(gpu
         printed = "".join(o.get("text", "") for o in setup.outputs)
         assert "device: cpu (mixed_float16)" in printed, name
     assert metrics["04_finetune"]["rows"], "no fine-tuned snapshot under mixed precision"
-    from samesame.data.listings import load_dataset
     sub = pd.read_csv(run.path / "submission.csv")
     validate_submission(sub, load_dataset(data_dir).test)
     matcher = json.loads((run.path / "models" / "matcher" / "matcher.json").read_text())
