@@ -258,3 +258,25 @@ def test_tuning_grid_ranges_and_pair_classifier_settings_come_from_the_config():
     matcher = fit_matcher(df, OPTIONS.changed(title_model=None, pair_classifier=False, grid=replace(CFG.tuning, thresholds=(0.5, 0.6, 0.05), weights=(0.0, 1.0))), progress=False)
     assert matcher.recipe.threshold in (0.5, 0.55, 0.6)
     assert set(matcher.recipe.weights.values()) <= {0.0, 1.0}
+
+
+def test_a_tuning_pool_tunes_each_rule_once_and_as_a_fresh_pool_would():
+    """The selection asks one pool for several step configurations; each distinct one is tuned once, and the
+    answer is the one a fresh pool gives (no configuration is served another's recipe)."""
+    from samesame.match.tuning import TuningPool
+
+    df, _ = _listings(n_groups=40)
+
+    def fresh():
+        return TuningPool.of(df, None, None, CFG.tfidf, CFG.tuning, 0)
+
+    shared, rule = fresh(), dict(concat=["tfidf", "phash"], union_phash=True, min2=True)
+    plain = shared.tune(**rule, unit_filter=False, blend=False)
+    assert shared.tune(**rule, unit_filter=False, blend=False) is plain
+    for unit_filter, blend in [(False, True), (True, True), (True, False), (None, None)]:
+        assert shared.tune(**rule, unit_filter=unit_filter, blend=blend) == \
+            fresh().tune(**rule, unit_filter=unit_filter, blend=blend)
+    assert shared.tune(**rule, unit_filter=True, blend=False).unit_filter and not plain.unit_filter
+    assert candidate_pairs(shared.signals) is shared.cands          # the pool's candidates are found again
+    blended = blend_signals(shared.signals, shared.cands, fused_score(shared.cands, plain.weights), plain.threshold)
+    assert candidate_pairs(blended) is not shared.cands              # blended signals search anew

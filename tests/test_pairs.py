@@ -4,9 +4,11 @@ import numpy as np
 import pytest
 
 from samesame.match.candidates import Candidates
-from samesame.match.pairs import (PairClassifier, TitleTokens, pair_features, rank_in_row, reverse_index, row_best,
-                                  symmetric_probability)
-from samesame.match.recipe import keep_pairs, pair_scores, tune_recipe
+import scipy.sparse as sp
+
+from samesame.match.pairs import (PairClassifier, TitleTokens, pair_dot, pair_features, rank_in_row, reverse_index,
+                                  row_best, symmetric_probability)
+from samesame.match.recipe import Recipe, keep_pairs, pair_scores, threshold_sweep, tune_recipe
 from samesame.match.tuning import tune_pair_step
 from samesame.run.settings import defaults
 
@@ -173,3 +175,40 @@ def test_features_of_a_subset_equal_those_rows_of_all_features():
     part, part_names = pair_features(cands.rows, cands.cols, cands.n, sims, cands.conflict, tokens, subset)
     assert part_names == names
     np.testing.assert_array_equal(part, full[subset])
+
+
+def test_pair_dot_is_the_dot_product_of_the_two_rows_whatever_the_chunk():
+    rng = np.random.default_rng(0)
+    dense = rng.normal(size=(40, 7)).astype(np.float32)
+    sparse = sp.csr_matrix(np.where(rng.random((40, 30)) < 0.2, rng.random((40, 30)), 0.0).astype(np.float32))
+    rows, cols = rng.integers(0, 40, 500), rng.integers(0, 40, 500)
+    for emb, full in ((dense, dense), (sparse, sparse.toarray())):
+        expected = np.einsum("ij,ij->i", full[rows], full[cols])
+        for chunk in (None, 1, 7, 1000):
+            np.testing.assert_allclose(pair_dot(emb, rows, cols, chunk), expected, rtol=1e-5, atol=1e-6)
+    assert np.array_equal(pair_dot(dense, rows, cols), pair_dot(dense, rows, cols, 3))     # the same sums
+
+
+def test_threshold_sweep_equals_one_mask_per_threshold_bit_for_bit():
+    """The tuning's one-pass sweep must give exactly pair_scores(keep_pairs(...)) per threshold (ties included:
+    the grid search picks the first or last best, so a rounding difference would change the recipe)."""
+    rng = np.random.default_rng(1)
+    n, undirected = 60, {(min(i, j), max(i, j)) for i, j in rng.integers(0, 60, (400, 2)) if i != j}
+    rows, cols, tfidf = _both_ways(sorted(undirected), np.round(rng.random(len(undirected)), 2))   # many ties
+    phash = np.tile(rng.random(len(undirected)), 2).astype(np.float32)
+    phash[::7] = np.nan
+    conflict = np.tile(rng.random(len(undirected)) < 0.2, 2)
+    cands = Candidates(rows, cols, {"tfidf": tfidf, "phash": phash}, conflict, n)
+    labels = rng.integers(0, 15, n)
+    thresholds = defaults().tuning.threshold_values
+    for unit_filter in (False, True):
+        for union in ({}, {"phash": 0.9}):
+            base = Recipe(weights={"tfidf": 1.0}, threshold=0.5, union=union, unit_filter=unit_filter)
+            score = tfidf.astype(np.float64)
+            always = keep_pairs(cands, base.replace(threshold=np.inf), score)
+            swept = threshold_sweep(cands, labels, score, thresholds, unit_filter, always)
+            masks = [pair_scores(cands, keep_pairs(cands, base.replace(threshold=float(t)), score), labels).mean_f1
+                     for t in thresholds]
+            assert swept.tolist() == masks
+    with pytest.raises(ValueError, match="ascending"):
+        threshold_sweep(cands, labels, score, thresholds[::-1])

@@ -82,6 +82,8 @@ def test_image_only_data_fits_and_matches_without_a_title_signal():
     photos = df.assign(title="")
     matcher = fit_matcher(photos, OPTIONS.changed(grid=FAST), image_embeddings=(vectors, ok), progress=False)
     assert matcher.encoder is None and "tfidf" not in matcher.recipe.weights and "image" in matcher.recipe.weights
+    selection = Selection.from_dict(matcher.info["selection"])      # no title, no unit: the filter is not tried
+    assert "unit filter" in selection.skipped and not selection.table["steps"].str.contains("unit").any()
     matches = matcher.predict(photos, image_embeddings=(vectors, ok), progress=False)
     assert len(matches) == len(photos) and score_matches(matches, photos["label_group"]).mean_f1 > 0.8
 

@@ -37,7 +37,8 @@ class Signals:
     image_ok: np.ndarray             # bool (n,): rows whose image embedding may be used
     quantities: list[dict]
     titles: list[str] = field(default_factory=list)   # normalised titles (pair classifier features)
-    knn_cache: dict = field(default_factory=dict, repr=False)   # (signal, k) -> (rows searched, kNN indices)
+    knn_cache: dict = field(default_factory=dict, repr=False)   # (signal, k) -> (rows searched, kNN indices);
+    # ("pairs", k, searched signals) -> Candidates: the tuning scores several recipes on one pool (never blended)
 
     @property
     def n(self) -> int:
@@ -103,6 +104,9 @@ def candidate_pairs(signals: Signals, k: int = MAX_MATCHES, progress: bool = Fal
     pairs = []
     searched = [(name, emb) for name, emb in list(signals.emb.items()) + [("phash", signals.phash)]
                 if search is None or name in search]
+    key = ("pairs", k, tuple(name for name, _ in searched))
+    if key in signals.knn_cache:
+        return signals.knn_cache[key]
     for name, emb in tqdm(searched, desc="knn", disable=not progress):
         rows_sub = np.flatnonzero(signals.image_ok) if name == "image" else np.arange(n)
         if len(rows_sub) < 2:
@@ -126,7 +130,8 @@ def candidate_pairs(signals: Signals, k: int = MAX_MATCHES, progress: bool = Fal
     bits = np.unpackbits(signals.phash[rows] ^ signals.phash[cols], axis=1).sum(1)
     sims["phash"] = phash_similarity(bits).astype(np.float32)
     conflict = _pair_conflicts(signals.quantities, rows, cols)
-    return Candidates(rows, cols, sims, conflict, n)
+    signals.knn_cache[key] = Candidates(rows, cols, sims, conflict, n)
+    return signals.knn_cache[key]
 
 
 def embedding_sims(signals: Signals, rows: np.ndarray, cols: np.ndarray) -> dict[str, np.ndarray]:

@@ -122,8 +122,17 @@ class Matcher:
         self._check_pool(df, image_embeddings)
         if len(df) < 2:
             return [np.arange(len(df))[i:i + 1] for i in range(len(df))]
-        signals = compute_signals(df, self.encoder if self._needs_title() else None, self.tfidf_config,
-                                  image_embeddings)
+        return self.match_signals(self.signals(df, image_embeddings), progress)
+
+    def signals(self, df: pd.DataFrame, image_embeddings=None) -> Signals:
+        """The signals :meth:`match_signals` reads (the learned title only where this matcher uses it)."""
+        return compute_signals(df, self.encoder if self.uses_title() else None, self.tfidf_config, image_embeddings)
+
+    def match_signals(self, signals: Signals, progress: bool = False) -> list[np.ndarray]:
+        """:meth:`predict` on signals already computed: the recipe selection scores several matchers on one
+        held-out pool, and its signals and unblended candidates are computed once."""
+        if signals.n < 2:
+            return [np.arange(signals.n)[i:i + 1] for i in range(signals.n)]
         signals, cands, score = pool_candidates(signals, self.recipe, self.k, progress)
         if self.pair_classifier is None:
             return matches_from_pairs(cands, keep_pairs(cands, self.recipe, score), score)
@@ -153,7 +162,7 @@ class Matcher:
                              "image_embeddings; pass samesame.run.matcher.embed_for_matcher(matcher, folder, df) (rows without "
                              "an image: ok=False), or refit the matcher without images (image.in_fusion: false)")
 
-    def _needs_title(self) -> bool:
+    def uses_title(self) -> bool:
         """Embed titles only when the recipe or the pair classifier reads the learned title (it is slow)."""
         return "title" in self.recipe.searched_signals() or (
             self.pair_classifier is not None and "title" in self.pair_classifier.feature_names)

@@ -32,13 +32,18 @@ from samesame.text.titles import char_tfidf
 
 DENSITY_LEVELS = (0.4, 0.6, 0.8)   # fused-score levels whose neighbour counts describe a listing's crowd
 NEIGHBOURHOOD_TOP = 16             # neighbours per listing in its neighbourhood profile
+DENSE_CHUNK_BYTES = 1 << 20        # pair_dot: dense rows gathered per side and chunk
 
 
-def pair_dot(emb, rows: np.ndarray, cols: np.ndarray, chunk: int = 1 << 16) -> np.ndarray:
-    """Row-wise dot products emb[rows] . emb[cols] (sparse or dense), in chunks to bound memory.
+def pair_dot(emb, rows: np.ndarray, cols: np.ndarray, chunk: int | None = None) -> np.ndarray:
+    """Row-wise dot products emb[rows] . emb[cols] (sparse or dense), in chunks of pairs.
 
-    Chunks of 65,536 pairs keep the gathered dense rows in cache: with 2**20-pair chunks a
-    256-d embedding gathered 1 GB per chunk and ran ~4x slower."""
+    Dense rows are gathered about 1 MB a side at a time, so they stay in cache: 1M pairs of 384-d
+    float32 took 0.6-0.8 s in chunks of 512 pairs against 2.1 s in chunks of 65,536 (and the
+    fit computes hundreds of such sums). Sparse rows go 65,536 pairs at a time (scipy's
+    per-call cost dominates smaller chunks). The sums are the same whatever the chunk."""
+    if chunk is None:
+        chunk = 1 << 16 if sp.issparse(emb) else max(1, DENSE_CHUNK_BYTES // (emb.shape[1] * emb.itemsize))
     out = np.empty(len(rows), dtype=np.float32)
     for s in range(0, len(rows), chunk):
         a, b = emb[rows[s:s + chunk]], emb[cols[s:s + chunk]]

@@ -292,6 +292,32 @@ def pair_scores(cands: Candidates, keep: np.ndarray, labels: Sequence):
     return scores_from_counts(n_pred, sizes, n_hit)
 
 
+def threshold_sweep(cands: Candidates, labels: Sequence, score: np.ndarray, thresholds: np.ndarray,
+                    unit_filter: bool = False, always: np.ndarray | None = None) -> np.ndarray:
+    """Mean F1 of ``score >= t`` for every threshold ``t`` (ascending) at once: pairs whose units conflict
+    dropped under the unit filter, pairs in ``always`` kept (a union). Equal, bit for bit, to
+    :func:`pair_scores` of :func:`keep_pairs` per threshold, but the pairs are counted once per
+    (listing, threshold) instead of one mask per threshold: the tuning's inner loop, ~10x faster."""
+    t = np.asarray(thresholds, dtype=np.float64)
+    if np.any(np.diff(t) <= 0):
+        raise ValueError(f"thresholds must be strictly ascending, got {t.tolist()}")
+    sizes, same = _label_pairs(cands, labels)
+    levels = np.searchsorted(t, score, side="right")            # how many thresholds each pair reaches
+    levels[np.isnan(score)] = 0
+    if unit_filter:
+        levels[cands.conflict] = 0
+    if always is not None:
+        levels[always] = len(t)
+    width = len(t) + 1
+
+    def reached(mask):       # (listing, threshold index) -> pairs of the listing kept at that threshold
+        hist = np.bincount(cands.rows[mask] * width + levels[mask], minlength=cands.n * width).reshape(cands.n, width)
+        return np.cumsum(hist[:, ::-1], axis=1)[:, ::-1][:, 1:]
+
+    pred, hit = reached(slice(None)), reached(same)
+    return np.array([scores_from_counts(1 + pred[:, j], sizes, 1 + hit[:, j]).mean_f1 for j in range(len(t))])
+
+
 def _label_pairs(cands: Candidates, labels: Sequence) -> tuple[np.ndarray, np.ndarray]:
     """(group size per listing, same-group flag per pair), cached on ``cands`` for the same labels
     (the tuning grids score thousands of masks on one candidate set)."""
@@ -318,21 +344,18 @@ def tune_recipe(cands: Candidates, labels: Sequence, *, concat: Sequence[str], u
     concat = [s for s in concat if s in cands.sims]
     weights = {s: (1.0 if i == 0 else 0.0) for i, s in enumerate(concat)}
     best_f1, recipe = -1.0, None
+    thresholds = grid.threshold_values
     for name in concat[1:] * 2:                      # coordinate search, two passes over the extra signals
         for w in grid.weights:
             trial = {**weights, name: w}
-            score = fused_score(cands, trial)
-            for t in grid.threshold_values:
-                r = Recipe(weights=trial, threshold=float(t), unit_filter=unit_filter)
-                f1 = pair_scores(cands, keep_pairs(cands, r, score), labels).mean_f1
-                if f1 > best_f1:
-                    best_f1, recipe = f1, r
+            f1 = threshold_sweep(cands, labels, fused_score(cands, trial), thresholds, unit_filter)
+            if f1.max() > best_f1:                   # the first best (weights, threshold) in grid order
+                best_f1, recipe = f1.max(), Recipe(weights=trial, threshold=float(thresholds[np.argmax(f1)]),
+                                                   unit_filter=unit_filter)
         weights = dict(recipe.weights)
     if recipe is None:                               # a single signal: only its threshold to tune
-        score = fused_score(cands, weights)
-        recipe = max((Recipe(weights=weights, threshold=float(t), unit_filter=unit_filter)
-                      for t in grid.threshold_values),
-                     key=lambda r: pair_scores(cands, keep_pairs(cands, r, score), labels).mean_f1)
+        f1 = threshold_sweep(cands, labels, fused_score(cands, weights), thresholds, unit_filter)
+        recipe = Recipe(weights=weights, threshold=float(thresholds[np.argmax(f1)]), unit_filter=unit_filter)
     score = fused_score(cands, recipe.weights)
 
     def _try(variants):
@@ -342,8 +365,10 @@ def tune_recipe(cands: Candidates, labels: Sequence, *, concat: Sequence[str], u
 
     if union_phash:
         _try([recipe.replace(union={"phash": phash_similarity(b)}) for b in range(grid.phash_max_bits + 1)] + [recipe])
-        # re-tune the fused threshold now that phash catches some pairs
-        _try([recipe.replace(threshold=float(t)) for t in grid.threshold_values])
+        # re-tune the fused threshold now that phash catches some pairs (the last best, as _try picks)
+        f1 = threshold_sweep(cands, labels, score, thresholds, recipe.unit_filter,
+                             keep_pairs(cands, recipe.replace(threshold=math.inf), score))
+        recipe = recipe.replace(threshold=float(thresholds[len(f1) - 1 - np.argmax(f1[::-1])]))
     if min2:
         _try([recipe.replace(min2=float(t)) for t in grid.below(grid.min2_grid, recipe.threshold)])
     return recipe

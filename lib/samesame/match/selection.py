@@ -145,16 +145,21 @@ def select_steps(folds: list[tuple], fusion: FusionOptions, tfidf_config: TfidfC
                  progress: bool = False) -> Selection:
     """Score every step configuration on every held-out fold; choose the rule's steps, then the pair classifier."""
     options = fusion.rule
-    rules = [Steps(u, b) for u, b in itertools.product(step_options(fusion.unit_filter), step_options(fusion.blend))]
     pools = [TuningPool.of(tune, enc, tune_img, tfidf_config, grid, seed) for tune, tune_img, _, _, enc in folds]
+    held_out = [{} for _ in folds]        # per fold: its signals, with and without the learned title
     scores: dict[str, list] = {}
     skipped: dict[str, str] = {}
+    unit_filter = fusion.unit_filter
+    if unit_filter is None and not any(any(pool.signals.quantities) for pool in pools):   # the folds cover train
+        unit_filter = False
+        skipped[Steps(unit_filter=True).name] = "no title states an amount of a unit: the filter changes nothing"
+    rules = [Steps(u, b) for u, b in itertools.product(step_options(unit_filter), step_options(fusion.blend))]
 
     def run(configs):
         for steps in tqdm(configs, desc="cross-fit steps", disable=not progress):
             try:
-                scores[steps.name] = [_held_out_scores(pool, steps, options, tfidf_config, test, test_img)
-                                      for pool, (_, _, test, test_img, _) in zip(pools, folds)]
+                scores[steps.name] = [_held_out_scores(pool, steps, options, tfidf_config, test, test_img, signals)
+                                      for pool, (_, _, test, test_img, _), signals in zip(pools, folds, held_out)]
             except ValueError as err:      # e.g. a fold without a non-matching pair for the pair classifier
                 skipped[steps.name] = str(err)
 
@@ -167,10 +172,14 @@ def select_steps(folds: list[tuple], fusion: FusionOptions, tfidf_config: TfidfC
 
 
 def _held_out_scores(pool: TuningPool, steps: Steps, options: dict, tfidf_config: TfidfConfig,
-                     test: pd.DataFrame, test_images) -> dict:
+                     test: pd.DataFrame, test_images, test_signals: dict) -> dict:
+    """The recipe with these steps, tuned on ``pool``, scored on the held-out fold ``test``; ``test_signals``
+    keeps the fold's signals (and so its candidate pairs) for the next configuration."""
     matcher = _tuned_matcher(pool, steps, options, tfidf_config)
-    s = score_matches(matcher.predict(test, image_embeddings=test_images, progress=False), test["label_group"])
-    return s.as_dict()
+    key = matcher.uses_title()
+    if key not in test_signals:
+        test_signals[key] = matcher.signals(test, test_images)
+    return score_matches(matcher.match_signals(test_signals[key]), test["label_group"]).as_dict()
 
 
 def _tuned_matcher(pool: TuningPool, steps: Steps, options: dict, tfidf_config: TfidfConfig,

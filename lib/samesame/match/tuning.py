@@ -8,7 +8,7 @@ whose signals and candidate pairs are computed once; every grid is scored on it.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Sequence
 
 import numpy as np
@@ -47,6 +47,7 @@ class TuningPool:
     labels: np.ndarray
     grid: TuningGrid
     seed: int
+    tuned: dict = field(default_factory=dict, repr=False)   # tune()'s arguments -> its recipe (configurations share)
 
     @classmethod
     def build(cls, train_df: pd.DataFrame, image_embeddings, options: MatcherOptions, cache_dir=None,
@@ -94,7 +95,15 @@ class TuningPool:
     def tune(self, *, concat: Sequence[str], union_phash: bool = False, min2: bool = False,
              unit_filter: bool | None = False, blend: bool | None = False) -> Recipe:
         """Best recipe for one family of rules. ``unit_filter`` / ``blend``: True always, False never, None only
-        where the step wins on this pool (:meth:`wins`)."""
+        where the step wins on this pool (:meth:`wins`). Each distinct call is tuned once per pool: the step
+        configurations the selection compares share their rule (blending starts from the rule without it)."""
+        key = (tuple(concat), union_phash, min2, unit_filter, blend)
+        if key not in self.tuned:
+            self.tuned[key] = self._tune(concat, union_phash, min2, unit_filter, blend)
+        return self.tuned[key]
+
+    def _tune(self, concat: Sequence[str], union_phash: bool, min2: bool, unit_filter: bool | None,
+              blend: bool | None) -> Recipe:
         filters = (False, True) if unit_filter is None else (bool(unit_filter),)
 
         def _tuned(cands):
@@ -106,9 +115,9 @@ class TuningPool:
                     chosen = other
             return chosen
 
-        recipe = _tuned(self.cands)
         if blend is False:
-            return recipe
+            return _tuned(self.cands)
+        recipe = self.tune(concat=concat, union_phash=union_phash, min2=min2, unit_filter=unit_filter, blend=False)
         score = fused_score(self.cands, recipe.weights)
         best, best_scores = (None, None) if blend else (recipe, self.scores(self.cands, recipe))
         for t in (recipe.threshold + offset for offset in self.grid.blend_offsets):
