@@ -2,10 +2,9 @@
 
 import numpy as np
 import pytest
-
-from samesame.match.candidates import Candidates
 import scipy.sparse as sp
 
+from samesame.match.candidates import Candidates
 from samesame.match.pairs import (PairClassifier, TitleTokens, pair_dot, pair_features, rank_in_row, reverse_index,
                                   row_best, symmetric_probability)
 from samesame.match.recipe import Recipe, keep_pairs, pair_scores, threshold_sweep, tune_recipe
