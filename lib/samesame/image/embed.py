@@ -29,6 +29,7 @@ import tensorflow as tf
 from tqdm.auto import tqdm
 
 from samesame.image.images import STATUSES, USABLE_STATUSES, count_statuses, is_usable, load_array
+from samesame.image.onnx_model import model_runner
 
 CHUNK_SIZE = 1024  # rows per cache file: what an interrupted run can lose at most
 STATUS_DTYPE = f"<U{max(map(len, STATUSES))}"
@@ -78,7 +79,7 @@ def configure_accelerator(precision: str) -> str:
 
 
 def run_model(model: keras.Model, batch: np.ndarray) -> np.ndarray:
-    """One forward pass as float32 numpy.
+    """One forward pass in Keras as float32 numpy (many batches: :func:`model_runner`, ONNX Runtime on a CPU).
 
     predict_on_batch runs Keras' compiled predict function; eager ``model(x)``
     dispatches op by op and is slower on CPU for small convnets.
@@ -185,7 +186,7 @@ class _Batcher:
     """
 
     def __init__(self, model: keras.Model, batch_size: int, size: int, vectors: np.ndarray):
-        self.model, self.vectors = model, vectors
+        self.model, self.run, self.vectors = model, None, vectors
         self.buffer = np.zeros((batch_size, size, size, 3), dtype=np.float32)
         self.rows: list[int] = []
 
@@ -197,7 +198,8 @@ class _Batcher:
 
     def flush(self) -> None:
         if self.rows:
-            self.vectors[self.rows] = run_model(self.model, self.buffer)[: len(self.rows)]
+            self.run = self.run or model_runner(self.model)      # built only when something is left to embed
+            self.vectors[self.rows] = self.run(self.buffer)[: len(self.rows)]
             self.rows.clear()
 
     def first_pending(self, default: int) -> int:
@@ -265,5 +267,6 @@ __all__ = [
     "configure_accelerator",
     "default_workers",
     "embed_images",
+    "model_runner",
     "run_model",
 ]

@@ -1,10 +1,9 @@
-"""The title transformer at CPU speed: its Keras weights as one ONNX graph, run by ONNX Runtime.
+"""The title transformer at CPU speed: its Keras weights as one ONNX graph, run by ONNX Runtime
+(:mod:`samesame.core.onnx_runtime` says why and when).
 
-Why: on a 2-core CPU, Keras/TensorFlow runs the 12-layer encoder at ~80-105 titles/s (batch of 64,
-sequences padded only to the batch's longest title); ONNX Runtime runs the very same arithmetic at
-~120 titles/s, and its output equals Keras' to float32 rounding (a test checks 1e-5). Fine-tuning stays
-in Keras (any backend, mixed precision on a GPU); only :meth:`TitleEncoder.embed` on a CPU goes through
-here, so a saved matcher needs no new file: the graph is rebuilt from the weights when first needed.
+Keras/TensorFlow runs the 12-layer encoder at ~80-105 titles/s on 2 cores, ONNX Runtime at ~120, with
+Keras' numbers to float32 rounding (a test checks 1e-5). Only :meth:`TitleEncoder.embed` on a CPU goes
+through here; fine-tuning stays in Keras.
 
 The graph: BERT's embedding block (position + token type + LayerNorm) on the word vectors looked up
 outside, the encoder layers (post-LN, exact GELU, masked softmax attention), then mean pooling under
@@ -13,71 +12,12 @@ the mask -- :class:`samesame.text.title_model.EncoderLayer` written in ONNX oper
 
 from __future__ import annotations
 
-import functools
-import warnings
-
 import numpy as np
 
+from samesame.core.onnx_runtime import Graph, Session, use_onnx
 from samesame.text.e5 import E5Config
 
-OPSET = 20        # LayerNormalization (17) and Gelu (20) as single operators
-
-
-def use_onnx() -> bool:
-    """Run the title encoder in ONNX Runtime: when it is installed (requirements.txt pins it) and Keras has
-    no GPU (there the Keras model, in mixed precision, is the fast one)."""
-    return _importable() and not keras_on_gpu()
-
-
-@functools.cache
-def _importable() -> bool:
-    """Whether onnx and onnxruntime import; one that is installed but broken (e.g. a protobuf it cannot use)
-    is named in a warning, and Keras embeds instead, with the same numbers."""
-    try:
-        import onnx  # noqa: F401
-        import onnxruntime  # noqa: F401
-    except ImportError:
-        return False
-    except Exception as err:           # noqa: BLE001 -- any failure to load an optional accelerator
-        warnings.warn(f"onnx / onnxruntime fail to import ({type(err).__name__}: {err}); title embeddings run "
-                      "in Keras instead (same numbers, slower on a CPU)", stacklevel=2)
-        return False
-    return True
-
-
-def keras_on_gpu() -> bool:
-    """Whether Keras' backend computes on a GPU (TensorFlow, JAX or PyTorch)."""
-    import keras
-    backend = keras.config.backend()
-    if backend == "tensorflow":
-        import tensorflow as tf
-        return bool(tf.config.list_physical_devices("GPU"))
-    if backend == "jax":
-        import jax
-        return jax.default_backend() != "cpu"
-    if backend == "torch":
-        import torch
-        return torch.cuda.is_available()
-    return False
-
-
-class _Graph:
-    """Nodes and constants of the graph under construction, each output named ``t<n>``."""
-
-    def __init__(self):
-        self.nodes, self.constants, self._n = [], [], 0
-
-    def const(self, name: str, value) -> str:
-        from onnx import numpy_helper
-        self.constants.append(numpy_helper.from_array(np.asarray(value), name))
-        return name
-
-    def op(self, op_type: str, *inputs: str, output: str | None = None, **attrs) -> str:
-        from onnx import helper
-        self._n += 1
-        output = output or f"t{self._n}"
-        self.nodes.append(helper.make_node(op_type, list(inputs), [output], **attrs))
-        return output
+__all__ = ["OnnxEncoder", "encoder_graph", "use_onnx"]
 
 
 def encoder_graph(config: E5Config, layers: dict, masked: float) -> bytes:
@@ -86,9 +26,7 @@ def encoder_graph(config: E5Config, layers: dict, masked: float) -> bytes:
     ``layers``: the Keras layers by name (``embed``, ``layer_0`` .. ``layer_{n-1}``), from both halves of
     the encoder; ``masked``: the attention score given to padding tokens.
     """
-    from onnx import TensorProto, checker, helper
-
-    g = _Graph()
+    g = Graph()
     f32 = np.float32
     embed = layers["embed"]
     t = g.op("Slice", g.op("Shape", "words"), g.const("i1", np.array([1])), g.const("i2", np.array([2])))
@@ -132,28 +70,16 @@ def encoder_graph(config: E5Config, layers: dict, masked: float) -> bytes:
     total = g.op("ReduceSum", g.op("Mul", x, m), tokens_axis, keepdims=0)
     count = g.op("Max", g.op("ReduceSum", m, tokens_axis, keepdims=0), one)
     g.op("Div", total, count, output="pooled")
-    inputs = [helper.make_tensor_value_info("words", TensorProto.FLOAT, ["batch", "tokens", config.hidden]),
-              helper.make_tensor_value_info("mask", TensorProto.FLOAT, ["batch", "tokens"])]
-    outputs = [helper.make_tensor_value_info("pooled", TensorProto.FLOAT, ["batch", config.hidden])]
-    graph = helper.make_graph(g.nodes, "e5_title_encoder", inputs, outputs, g.constants)
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", OPSET)])
-    checker.check_model(model)
-    return model.SerializeToString()
+    return g.serialized("e5_title_encoder", {"words": ["batch", "tokens", config.hidden], "mask": ["batch", "tokens"]},
+                        {"pooled": ["batch", config.hidden]})
 
 
 class OnnxEncoder:
     """An ONNX Runtime session of :func:`encoder_graph`, on this process's CPU threads."""
 
     def __init__(self, model: bytes, threads: int | None = None):
-        import os
-
-        import onnxruntime as ort
-        options = ort.SessionOptions()
-        options.intra_op_num_threads = threads or len(os.sched_getaffinity(0))
-        options.inter_op_num_threads = 1
-        self.session = ort.InferenceSession(model, options, providers=["CPUExecutionProvider"])
+        self.session = Session(model, threads)
 
     def pooled(self, words: np.ndarray, mask: np.ndarray) -> np.ndarray:
         """Mean-pooled final token states (unnormalised), float32 (batch, hidden)."""
-        return self.session.run(["pooled"], {"words": words.astype(np.float32, copy=False),
-                                             "mask": mask.astype(np.float32, copy=False)})[0]
+        return self.session.run(words=words, mask=mask)

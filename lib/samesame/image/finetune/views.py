@@ -20,7 +20,7 @@ from PIL import Image
 from tqdm.auto import tqdm
 
 from samesame.image.backbones import Backbone
-from samesame.image.embed import STATUS_DTYPE, cache_key, default_workers, run_model
+from samesame.image.embed import STATUS_DTYPE, cache_key, default_workers, model_runner
 from samesame.image.images import is_usable, load_array
 
 CROP_AREA = (0.6, 1.0)  # crop-zoom keeps most of the product: listings are framed around it
@@ -88,6 +88,7 @@ def trunk_views(paths: Sequence, trunk: Backbone, n_views: int, seed: int, *, ba
     features = np.zeros((len(paths), n_views, *shape), dtype=np.float32)
     status = np.full(len(paths), "", dtype=STATUS_DTYPE)
     batch = np.zeros((batch_size * n_views, size, size, 3), dtype=np.float32)  # fixed shape: no retracing
+    run = model_runner(trunk.model)
     with ThreadPoolExecutor(default_workers()) as pool, tqdm(total=len(paths), desc=desc, unit="img",
                                                              disable=not progress) as bar:
         for start in range(0, len(paths), batch_size):
@@ -98,7 +99,7 @@ def trunk_views(paths: Sequence, trunk: Backbone, n_views: int, seed: int, *, ba
             if usable:  # a batch of missing images costs nothing (csv-only data has thousands)
                 views = list(pool.map(lambda item: image_views(item[1], n_views, seed, item[0]), usable))
                 batch[: len(usable) * n_views] = np.concatenate(views)
-                out = run_model(trunk.model, batch)[: len(usable) * n_views]
+                out = run(batch)[: len(usable) * n_views]
                 features[[r for r, _ in usable]] = out.reshape(len(usable), n_views, *shape)
             bar.update(len(rows))
     if cache is not None:
