@@ -90,6 +90,24 @@ def test_onnx_runtime_embeds_like_keras_and_follows_a_refit(trained, monkeypatch
     np.testing.assert_allclose(fresh.embed(titles), refitted, atol=1e-5)
 
 
+@pytest.mark.parametrize("train_layers", [1, 12])
+def test_each_part_of_the_encoder_runs_in_onnx_runtime_like_keras(trained, train_layers, monkeypatch):
+    """Fitting runs the frozen layers once and the trained ones for the class centres: both in ONNX Runtime on a
+    CPU, with Keras' numbers; train_layers=12 leaves only the embedding block below (the gpu profile)."""
+    encoder = TitleEncoder(replace(trained[0].config, train_layers=train_layers))
+    encoder.upper.set_weights([w * 1.01 for w in encoder.upper.get_weights()])          # not the pretrained ones
+    tokens = encoder.tokens(trained[1][:20])
+    rows = np.arange(20)
+    words, mask = tokens.padded(rows, encoder._word_vectors(tokens))
+    onnx = {part: encoder._part(part) for part in ("lower", "upper", "all")}
+    monkeypatch.setattr(onnx_encoder, "use_onnx", lambda: False)
+    for part, x in (("lower", words), ("upper", onnx["lower"](words, mask)), ("all", words)):
+        expected = encoder._part(part)(x, mask)
+        assert not isinstance(encoder._part(part), onnx_encoder.OnnxEncoder)
+        np.testing.assert_allclose(onnx[part](x, mask)[mask.astype(bool)] if part == "lower" else onnx[part](x, mask),
+                                   expected[mask.astype(bool)] if part == "lower" else expected, atol=2e-4)
+
+
 def test_embed_keeps_input_order_and_unseen_pieces(trained):
     encoder, titles, _, _ = trained
     new = ["ZZQX kata baru sekali 🙂", titles[0]]

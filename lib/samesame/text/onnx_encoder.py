@@ -20,21 +20,26 @@ from samesame.text.e5 import E5Config
 __all__ = ["OnnxEncoder", "encoder_graph", "use_onnx"]
 
 
-def encoder_graph(config: E5Config, layers: dict, masked: float) -> bytes:
-    """The serialized ONNX model ``(words (B, T, hidden), mask (B, T)) -> pooled (B, hidden)``.
+def encoder_graph(config: E5Config, layers: dict, masked: float, first: int = 0, last: int | None = None,
+                  words: bool = True, pool: bool = True) -> bytes:
+    """The serialized ONNX model ``(x (B, T, hidden), mask (B, T)) -> out``: BERT's embedding block when ``x`` is
+    ``words`` (word vectors; else token states), encoder layers ``first`` to ``last`` (exclusive; default all),
+    then mean pooling when ``pool`` (``out``: (B, hidden), else token states (B, T, hidden)).
 
     ``layers``: the Keras layers by name (``embed``, ``layer_0`` .. ``layer_{n-1}``), from both halves of
     the encoder; ``masked``: the attention score given to padding tokens.
     """
     g = Graph()
     f32 = np.float32
-    embed = layers["embed"]
-    t = g.op("Slice", g.op("Shape", "words"), g.const("i1", np.array([1])), g.const("i2", np.array([2])))
-    positions = g.op("Slice", g.const("positions", embed.positions.numpy().astype(f32)),
-                     g.const("i0", np.array([0])), t)
-    x = g.op("Add", g.op("Add", "words", positions), g.const("token_type", embed.token_type.numpy().astype(f32)))
-    x = g.op("LayerNormalization", x, g.const("embed_g", embed.norm.gamma.numpy()),
-             g.const("embed_b", embed.norm.beta.numpy()), axis=-1, epsilon=config.eps)
+    x = "x"
+    if words:
+        embed = layers["embed"]
+        t = g.op("Slice", g.op("Shape", x), g.const("i1", np.array([1])), g.const("i2", np.array([2])))
+        positions = g.op("Slice", g.const("positions", embed.positions.numpy().astype(f32)),
+                         g.const("i0", np.array([0])), t)
+        x = g.op("Add", g.op("Add", x, positions), g.const("token_type", embed.token_type.numpy().astype(f32)))
+        x = g.op("LayerNormalization", x, g.const("embed_g", embed.norm.gamma.numpy()),
+                 g.const("embed_b", embed.norm.beta.numpy()), axis=-1, epsilon=config.eps)
     one = g.const("one", np.array(1.0, f32))
     bias = g.op("Mul", g.op("Sub", one, "mask"), g.const("masked", np.array(masked, f32)))
     bias = g.op("Unsqueeze", bias, g.const("heads_axes", np.array([1, 2])))              # (B, 1, 1, T)
@@ -43,7 +48,7 @@ def encoder_graph(config: E5Config, layers: dict, masked: float) -> bytes:
     merge = g.const("merge_heads", np.array([0, 0, config.hidden]))
     scale = g.const("scale", np.array(1.0 / np.sqrt(head), f32))
 
-    for i in range(config.layers):
+    for i in range(first, config.layers if last is None else last):
         layer = layers[f"layer_{i}"]
 
         def dense(x, name):
@@ -65,21 +70,23 @@ def encoder_graph(config: E5Config, layers: dict, masked: float) -> bytes:
         x = norm(g.op("Add", x, dense(context, "ao")), "aln")
         x = norm(g.op("Add", x, dense(g.op("Gelu", dense(x, "fi")), "fo")), "oln")
 
+    shape = ["batch", "tokens", config.hidden]
+    if not pool:
+        g.op("Identity", x, output="out")
+        return g.serialized("e5_title_layers", {"x": shape, "mask": ["batch", "tokens"]}, {"out": shape})
     m = g.op("Unsqueeze", "mask", g.const("last_axis", np.array([-1])))
     tokens_axis = g.const("tokens_axis", np.array([1]))
     total = g.op("ReduceSum", g.op("Mul", x, m), tokens_axis, keepdims=0)
     count = g.op("Max", g.op("ReduceSum", m, tokens_axis, keepdims=0), one)
-    g.op("Div", total, count, output="pooled")
-    return g.serialized("e5_title_encoder", {"words": ["batch", "tokens", config.hidden], "mask": ["batch", "tokens"]},
-                        {"pooled": ["batch", config.hidden]})
+    g.op("Div", total, count, output="out")
+    return g.serialized("e5_title_encoder", {"x": shape, "mask": ["batch", "tokens"]}, {"out": ["batch", config.hidden]})
 
 
 class OnnxEncoder:
-    """An ONNX Runtime session of :func:`encoder_graph`, on this process's CPU threads."""
+    """An ONNX Runtime session of :func:`encoder_graph`, on this process's CPU threads: ``(x, mask) -> out``."""
 
     def __init__(self, model: bytes, threads: int | None = None):
         self.session = Session(model, threads)
 
-    def pooled(self, words: np.ndarray, mask: np.ndarray) -> np.ndarray:
-        """Mean-pooled final token states (unnormalised), float32 (batch, hidden)."""
-        return self.session.run(words=words, mask=mask)
+    def __call__(self, x: np.ndarray, mask: np.ndarray) -> np.ndarray:
+        return self.session.run(x=x, mask=mask)

@@ -251,7 +251,7 @@ class TitleEncoder:
         self.epoch_seconds: list[float] = []
         self.centre: np.ndarray | None = None   # mean unit embedding of the training titles (set by fit)
         self._memo: dict[str, np.ndarray] = {}
-        self._onnx: onnx_encoder.OnnxEncoder | None = None   # built from the weights when first needed
+        self._onnx: onnx_encoder.OnnxEncoder | None = None   # the whole encoder, built when first needed
 
     def tokens(self, titles: Sequence[str]) -> _Tokens:
         seqs = [[self.tokenizer.bos, *self.tokenizer.encode(str(t))[:self.config.max_len - 2], self.tokenizer.eos]
@@ -262,13 +262,11 @@ class TitleEncoder:
 
     def _lower_states(self, tokens: _Tokens, batch_size: int, progress: bool, desc: str) -> np.ndarray:
         """Frozen-layer token states of every title, ragged like ``tokens.ids`` (float32, n_tokens x 384)."""
-        vectors = self._word_vectors(tokens)
+        vectors, run = self._word_vectors(tokens), self._part("lower")
         states = np.empty_like(vectors)
-        batches = list(_length_batches(tokens.lengths, batch_size))
-        for rows in tqdm(batches, desc=desc, disable=not progress):
+        for rows in tqdm(list(_length_batches(tokens.lengths, batch_size)), desc=desc, disable=not progress):
             words, mask = tokens.padded(rows, vectors)
-            out = np.asarray(self.lower.predict_on_batch([words, mask]))
-            states[tokens.positions(rows)] = out[mask.astype(bool)]
+            states[tokens.positions(rows)] = run(words, mask)[mask.astype(bool)]
         return states
 
     def embed(self, titles: Sequence[str], batch_size: int = 256, progress: bool = False) -> np.ndarray:
@@ -293,18 +291,34 @@ class TitleEncoder:
         return units if self.centre is None else l2_normalize(units - self.centre).astype(np.float32)
 
     def _encoded(self, tokens: _Tokens, batch_size: int, progress: bool) -> np.ndarray:
-        """All layers + mean pooling: one (unnormalised) vector per title; ONNX Runtime on a CPU, else Keras."""
-        if not onnx_encoder.use_onnx():
-            return self._pooled(tokens, self._lower_states(tokens, batch_size, progress, "title states"), batch_size)
-        if self._onnx is None:
-            layers = {layer.name: layer for model in (self.lower, self.upper) for layer in model.layers}
-            self._onnx = onnx_encoder.OnnxEncoder(onnx_encoder.encoder_graph(self.weights.config, layers, MASKED))
+        """All layers + mean pooling: one (unnormalised) vector per title."""
+        if onnx_encoder.use_onnx():       # the session is kept until fit() changes the weights
+            self._onnx = self._onnx or self._part("all")
+            run, batch_size = self._onnx, ONNX_BATCH
+        else:
+            run = self._part("all")
         vectors = self._word_vectors(tokens)
         out = np.empty((len(tokens.lengths), self.weights.config.hidden), dtype=np.float32)
-        for rows in tqdm(list(_length_batches(tokens.lengths, ONNX_BATCH)), desc="title embeddings",
+        for rows in tqdm(list(_length_batches(tokens.lengths, batch_size)), desc="title embeddings",
                          disable=not progress):
-            out[rows] = self._onnx.pooled(*tokens.padded(rows, vectors))
+            out[rows] = run(*tokens.padded(rows, vectors))
         return out
+
+    def _part(self, part: str) -> Callable[[np.ndarray, np.ndarray], np.ndarray]:
+        """``(padded batch, mask) -> output`` of one part of the encoder, with its current weights: "lower" (word
+        vectors -> the frozen layers' token states), "upper" (those states -> pooled, the trained layers) or "all"
+        (word vectors -> pooled). ONNX Runtime on a CPU, else Keras (the very models that train)."""
+        if onnx_encoder.use_onnx():
+            layers = {layer.name: layer for model in (self.lower, self.upper) for layer in model.layers}
+            n, first = self.weights.config.layers, self.weights.config.layers - self.config.train_layers
+            span = {"lower": (0, first, True, False), "upper": (first, n, False, True), "all": (0, n, True, True)}[part]
+            return onnx_encoder.OnnxEncoder(onnx_encoder.encoder_graph(self.weights.config, layers, MASKED, *span))
+
+        def keras_part(x, mask):
+            if part in ("lower", "all"):
+                x = np.asarray(self.lower.predict_on_batch([x, mask]))
+            return x if part == "lower" else np.asarray(self.upper.predict_on_batch([x, mask]))
+        return keras_part
 
     def _word_vectors(self, tokens: _Tokens) -> np.ndarray:
         """The (frozen) word vector of every token, ragged like ``tokens.ids``."""
@@ -313,9 +327,9 @@ class TitleEncoder:
 
     def _pooled(self, tokens: _Tokens, states: np.ndarray, batch_size: int) -> np.ndarray:
         """The top layers + mean pooling over cached frozen-layer states: one (unnormalised) vector per title."""
-        out = np.empty((len(tokens.lengths), self.weights.config.hidden), dtype=np.float32)
+        out, run = np.empty((len(tokens.lengths), self.weights.config.hidden), dtype=np.float32), self._part("upper")
         for rows in _length_batches(tokens.lengths, batch_size):
-            out[rows] = np.asarray(self.upper.predict_on_batch(list(tokens.padded(rows, states))))
+            out[rows] = run(*tokens.padded(rows, states))
         return out
 
     def fit(self, titles: Sequence[str], labels: Sequence, progress: bool = True) -> "TitleEncoder":
