@@ -168,9 +168,43 @@ def test_ablation_never_reads_val_labels():
     table_s, recipes_s, _ = ablation(train, shuffled, OPTIONS.changed(title_model=None), None, progress=False)
     assert {"+pair classifier", "best"} <= set(table["method"])
     assert "image" not in set(table["method"])           # no image vectors, no image-only row
-    assert recipes["+pair classifier"].pair_classifier is not None
+    assert set(recipes["+pair classifier"]) == {"A", "B"}                  # tuned in each half
+    assert all(r.pair_classifier is not None for r in recipes["+pair classifier"].values())
     assert recipes == recipes_s
     assert not table["mean_f1"].equals(table_s["mean_f1"])
+
+
+class _RecordingEncoder:
+    """A stand-in title encoder: a fixed vector per product word, and a record of every title it embedded."""
+
+    kind = "recording"
+
+    def __init__(self):
+        self.seen: set[str] = set()
+
+    def embed(self, titles, progress=False):
+        self.seen |= set(titles)
+        rng = [np.random.default_rng(abs(hash(t.split()[0])) % 2**32) for t in titles]
+        return np.stack([r.normal(size=8) for r in rng]).astype(np.float32) if titles else np.zeros((0, 8), np.float32)
+
+
+def test_ablation_matches_each_half_with_the_other_halfs_encoder_and_within_that_half():
+    from samesame.match.selection import in_half_a
+    train, _ = _listings(seed=0, n_groups=40)
+    val, _ = _listings(seed=2, n_groups=40)
+    val = val.assign(label_group=val["label_group"] + 100)                # other groups than train's
+    options = OPTIONS.changed(pair_classifier=False, blend=False, unit_filter=False)
+    enc_a, enc_b = _RecordingEncoder(), _RecordingEncoder()
+    table, recipes, predictions = ablation(train, val, options, None, (enc_a, enc_b), progress=False)
+    a_train, a_val = in_half_a(train, options), in_half_a(val, options)
+    assert 0 < a_train.sum() < len(train) and 0 < a_val.sum() < len(val)
+    titles = lambda df, rows: set(df.loc[rows, "title"])
+    assert enc_a.seen == titles(train, ~a_train) | titles(val, ~a_val)    # A's encoder: half B only
+    assert enc_b.seen == titles(train, a_train) | titles(val, a_val)
+    assert "learned title" in set(table["method"])
+    for matches in predictions.values():
+        _check_matches(matches, len(val))
+        assert all((a_val[m] == a_val[i]).all() for i, m in enumerate(matches))   # never across halves
 
 
 def test_ablation_has_an_image_only_row_when_image_vectors_exist():
@@ -185,7 +219,7 @@ def test_ablation_has_an_image_only_row_when_image_vectors_exist():
         return vectors, np.arange(len(df)) % 5 != 0            # every fifth listing has no usable image
 
     table, recipes, predictions = ablation(train, val, OPTIONS.changed(title_model=None), None, train_images=images(train), val_images=images(val), progress=False)
-    assert recipes["image"].weights == {"image": 1.0}
+    assert all(r.weights == {"image": 1.0} for r in recipes["image"].values())
     assert table.set_index("method").loc["image", "mean_f1"] > 0.5 and len(predictions["image"]) == len(val)
 
 

@@ -69,8 +69,8 @@ def test_ablation_best_row_has_the_shipped_steps():
     train, _ = _listings(seed=0, n_groups=40)
     val, _ = _listings(seed=2, n_groups=15)
     _, recipes, _ = ablation(train, val, OPTIONS.changed(title_model=None, grid=FAST), Steps(True, False, True), progress=False)
-    best = recipes["best"]
-    assert best.unit_filter and best.blend is None and best.pair_classifier is not None
+    for best in recipes["best"].values():
+        assert best.unit_filter and best.blend is None and best.pair_classifier is not None
 
 
 def test_image_only_data_fits_and_matches_without_a_title_signal():

@@ -94,11 +94,8 @@ def fit_matcher(train_df: pd.DataFrame, options: MatcherOptions, *, image_embedd
     image model trained on (a fine-tuned one memorised them: their image similarities are inflated), so the
     recipe is tuned and scored on the other groups only; the title encoders still learn from every group.
     """
-    fusion, grid, title_model, tfidf_config, seed = (options.fusion, options.grid, options.title_model,
-                                                     options.tfidf, options.seed)
-    fit_encoder = TITLE_MODELS[options.title_kind].fit
-    half_a, half_b = split_by_group(train_df, test_fraction=fusion.tune_fraction, seed=seed + 1)
-    rows_a = train_df["label_group"].isin(set(half_a["label_group"])).to_numpy()
+    fusion, grid, tfidf_config, seed = options.fusion, options.grid, options.tfidf, options.seed
+    rows_a = in_half_a(train_df, options)
     unseen = ~train_df["label_group"].isin(set(image_seen_groups)).to_numpy()
     pool_a, pool_b = rows_a & unseen, ~rows_a & unseen
     usable = [train_df.loc[pool, "label_group"].nunique() for pool in (pool_a, pool_b)]
@@ -107,11 +104,7 @@ def fit_matcher(train_df: pd.DataFrame, options: MatcherOptions, *, image_embedd
                          f"trained on (of {train_df['label_group'].nunique()}): too few to cross-fit the recipe (each "
                          f"half needs {FOLDS_PER_HALF}); use more train groups, another fusion.tune_fraction, or "
                          "image.in_fusion: false")
-    learn_titles = title_model is not None and has_titles(train_df)
-    encoder_a = fit_encoder(half_a["title"], half_a["label_group"], title_model, cache_dir, progress) \
-        if learn_titles else None
-    encoder_b = fit_encoder(half_b["title"], half_b["label_group"], title_model, cache_dir, progress) \
-        if learn_titles else None
+    encoder_a, encoder_b = (half_encoder(train_df, options, half, cache_dir, progress) for half in "AB")
     tune_a = (train_df[pool_a].reset_index(drop=True), subset_images(image_embeddings, pool_a))
     tune_b = (train_df[pool_b].reset_index(drop=True), subset_images(image_embeddings, pool_b))
     folds = _held_out_folds([(*tune_b, encoder_a), (*tune_a, encoder_b)], seed)
@@ -123,6 +116,25 @@ def fit_matcher(train_df: pd.DataFrame, options: MatcherOptions, *, image_embedd
                                      "left out (the image model trained on them)":
                                          int(train_df.loc[~unseen, "label_group"].nunique())}
     return matcher
+
+
+def in_half_a(df: pd.DataFrame, options: MatcherOptions) -> np.ndarray:
+    """Which listings of ``df`` are in half A of the cross-fitting (by a hash of their label group, so any subset
+    of train.csv, such as the study's split, is cut exactly as train.csv itself)."""
+    half_a, _ = split_by_group(df, test_fraction=options.fusion.tune_fraction, seed=options.seed + 1)
+    return df["label_group"].isin(set(half_a["label_group"])).to_numpy()
+
+
+def half_encoder(train_df: pd.DataFrame, options: MatcherOptions, half: str, cache_dir: str | None = None,
+                 progress: bool = True):
+    """The title encoder that learns half ``half`` ("A" or "B") of ``train_df``'s groups (cached by titles,
+    labels and config, so 06 finds the fit's own); None without a title model or titles."""
+    if options.title_model is None or not has_titles(train_df):
+        return None
+    rows = in_half_a(train_df, options) == (half == "A")
+    part = train_df[rows]
+    return TITLE_MODELS[options.title_kind].fit(part["title"], part["label_group"], options.title_model, cache_dir,
+                                                progress)
 
 
 def _held_out_folds(halves, seed: int) -> list[tuple]:

@@ -21,7 +21,7 @@ from samesame.image.embed import embed_images
 from samesame.image.finetune.files import EMBEDDER_FILE
 from samesame.match.matching import MATCHER_FORMAT, Matcher
 from samesame.match.options import MatcherOptions
-from samesame.match.selection import fit_matcher
+from samesame.match.selection import fit_matcher, half_encoder
 from samesame.run.artefacts import (IMAGE_MODEL_DIR, WHITENING_FILE, backbone_from_spec, embedder_file, file_sha256,
                                     image_model_spec, image_trained_groups, matcher_path, models_dir)
 from samesame.run.settings import Settings
@@ -72,6 +72,14 @@ def fit_and_save(run, cfg: Settings, train: pd.DataFrame, folder: str | Path | N
     # the image model's own files travel with the matcher (make kaggle copies the folder)
     matcher.save(folder, {IMAGE_MODEL_DIR: files} if files else None)
     return matcher
+
+
+def half_encoders(matcher: Matcher, cfg: Settings, train: pd.DataFrame) -> tuple:
+    """The fit's title encoders of half A and half B of ``train`` (06's ablation matches each half with the other's):
+    A's ships inside the matcher, B's is found in the cache (trained again when the cache lost it)."""
+    if matcher.encoder is None:
+        return None, None
+    return matcher.encoder, half_encoder(train, cfg.matcher_options, "B", cfg.cache_dir, cfg.progress)
 
 
 def fit_summary(matcher: Matcher) -> dict:
