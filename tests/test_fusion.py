@@ -198,7 +198,10 @@ def test_ablation_matches_each_half_with_the_other_halfs_encoder_and_within_that
     table, recipes, predictions = ablation(train, val, options, None, (enc_a, enc_b), progress=False)
     a_train, a_val = in_half_a(train, options), in_half_a(val, options)
     assert 0 < a_train.sum() < len(train) and 0 < a_val.sum() < len(val)
-    titles = lambda df, rows: set(df.loc[rows, "title"])
+
+    def titles(df, rows):
+        return set(df.loc[rows, "title"])
+
     assert enc_a.seen == titles(train, ~a_train) | titles(val, ~a_val)    # A's encoder: half B only
     assert enc_b.seen == titles(train, a_train) | titles(val, a_val)
     assert "learned title" in set(table["method"])
