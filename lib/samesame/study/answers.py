@@ -219,7 +219,8 @@ def _errors(metrics: dict) -> str:
     no_title = max(v for k, v in singles.items() if k in ("phash", "image"))
     lead = best["mean_f1"] - singles[top_single]
     text = (f"**Answer:** fusing every signal (`best`, with the optional steps 07 ships) scores "
-            f"{best['mean_f1']:.3f} mean F1 on the test split, {abs(lead):.3f} "
+            f"{best['mean_f1']:.3f} mean F1 on the test split (searched within each half of the fit's encoder "
+            f"split, which reads higher than one search over the whole split), {abs(lead):.3f} "
             f"{'above' if lead >= 0 else '**below**'} the best single signal ({top_single}, {singles[top_single]:.3f}). ")
     shipped = e.get("shipped")
     if shipped:
@@ -227,8 +228,9 @@ def _errors(metrics: dict) -> str:
                  f"is estimated at {shipped['mean_f1']:.3f} ± {shipped['std_f1']:.3f} mean F1 on unseen groups "
                  f"({shipped['folds']} held-out folds{_left_out(e.get('tuning_groups'))}). ")
     if "image" in singles:
-        text += (f"Images alone score {singles['image']:.3f}, which "
-                 f"{versus_seed(singles['image'], SEED_BEST.test_mean_f1, 'best image-only')}. ")
+        text += (f"Images alone score {singles['image']:.3f} in those half pools, which "
+                 f"{versus_seed(singles['image'], SEED_BEST.test_mean_f1, 'best image-only')} (05 searches "
+                 "the whole test split). ")
     else:
         text += "No image vectors in this run, so there is no image-only row. "
     gain = best["mean_f1"] - no_title
