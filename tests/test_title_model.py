@@ -10,7 +10,8 @@ import pytest
 from samesame.core.neighbors import knn
 from samesame.run.settings import defaults
 from samesame.text import onnx_encoder
-from samesame.text.title_model import BrokenEncoderError, TitleEncoder, _length_batches, fitted_encoder
+from samesame.text.batches import length_batches
+from samesame.text.title_model import BrokenEncoderError, TitleEncoder, fitted_encoder
 
 CFG = defaults()
 
@@ -119,7 +120,7 @@ def test_embed_keeps_input_order_and_unseen_pieces(trained):
 def test_length_batches_cover_every_row_once():
     lengths = np.random.default_rng(1).integers(3, 40, 1000)
     for rng in (None, np.random.default_rng(2)):
-        rows = np.concatenate(list(_length_batches(lengths, 64, rng)))
+        rows = np.concatenate(list(length_batches(lengths, 64, rng)))
         assert sorted(rows.tolist()) == list(range(1000))
 
 

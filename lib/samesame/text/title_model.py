@@ -15,8 +15,8 @@ Why this shape, on a 2-core CPU:
   and a title with pieces never seen in training still embeds;
 * only the top ``train_layers`` layers learn (all 12 in the ``gpu`` profile). The
   frozen lower layers run **once** per title and their output is cached, so an epoch
-  costs the top layers alone. Titles are batched by length (median 21 tokens) and
-  padded to a multiple of 8, so padding wastes little and Keras traces few shapes;
+  costs the top layers alone. Titles are batched by length (median 21 tokens;
+  :mod:`samesame.text.batches`), so padding wastes little and Keras traces few shapes;
 * the ArcFace class centres start at each group's mean pretrained embedding, so the
   head is sensible from step one and a single small learning rate suits both.
 """
@@ -30,7 +30,7 @@ import typing
 import warnings
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Callable, Iterator, Sequence
+from typing import Callable, Sequence
 
 import keras
 import numpy as np
@@ -42,9 +42,9 @@ from samesame.core.files import replaced_folder
 from samesame.core.splits import label_codes
 from samesame.core.neighbors import l2_normalize
 from samesame.text import onnx_encoder
+from samesame.text.batches import Tokens, length_batches
 from samesame.text.e5 import E5Config, E5Weights
 
-PAD_TO = 8         # sequence lengths are padded up to a multiple of this (fewer traced shapes)
 ONNX_BATCH = 32    # titles per ONNX Runtime call: 2-core CPU throughput peaks here (256: -30%)
 MASKED = -30000.0  # attention score of a padding token: exp() is 0, and it stays finite in float16
 
@@ -182,54 +182,6 @@ def load_pretrained(weights: E5Weights, lower: keras.Model, upper: keras.Model) 
             getattr(layer, name).set_weights([weights.tensor(f"l{i}.{name}.w"), weights.tensor(f"l{i}.{name}.b")])
 
 
-# ---------------------------------------------------------------- batching
-
-
-@dataclass
-class _Tokens:
-    """Token ids of many titles, ragged (flat ids + offsets)."""
-
-    ids: np.ndarray
-    offsets: np.ndarray
-
-    @property
-    def lengths(self) -> np.ndarray:
-        return np.diff(self.offsets)
-
-    def positions(self, rows: np.ndarray) -> np.ndarray:
-        """Flat token positions of ``rows``, in row order (where their tokens sit in ``ids``)."""
-        return np.concatenate([np.arange(self.offsets[r], self.offsets[r + 1]) for r in rows])
-
-    def padded(self, rows: np.ndarray, values: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
-        """``values`` (ids if None) of ``rows`` padded to the longest, rounded up to PAD_TO; and the mask."""
-        values = self.ids if values is None else values
-        lengths = self.lengths[rows]
-        width = int(-(-lengths.max() // PAD_TO) * PAD_TO)
-        mask = (np.arange(width)[None, :] < lengths[:, None])
-        out = np.zeros((len(rows), width, *values.shape[1:]), dtype=values.dtype)
-        out[mask] = values[self.positions(rows)]
-        return out, mask.astype(np.float32)
-
-
-def _length_batches(lengths: np.ndarray, batch_size: int, rng: np.random.Generator | None = None,
-                    window: int = 50) -> Iterator[np.ndarray]:
-    """Row batches of similar length; with ``rng``, shuffled within windows of ``window`` batches, smallest first."""
-    if rng is None:
-        order = np.argsort(lengths, kind="stable")
-    else:
-        order = rng.permutation(len(lengths))
-        span = batch_size * window
-        order = np.concatenate([c[np.argsort(lengths[c], kind="stable")] for c in np.array_split(
-            order, max(1, -(-len(order) // span)))])
-    batches = [order[s:s + batch_size] for s in range(0, len(order), batch_size)]
-    if rng is not None:
-        rng.shuffle(batches)
-        # the partial batch first: the first two training steps then differ in both dimensions, so Keras'
-        # reduce_retracing traces a shape-generic step at the second and never a third (~6 s less per encoder)
-        batches.insert(0, batches.pop(int(np.argmin([len(b) for b in batches]))))
-    yield from batches
-
-
 # ---------------------------------------------------------------- the encoder
 
 
@@ -256,18 +208,18 @@ class TitleEncoder:
         self._memo: dict[str, np.ndarray] = {}
         self._onnx: onnx_encoder.OnnxEncoder | None = None   # the whole encoder, built when first needed
 
-    def tokens(self, titles: Sequence[str]) -> _Tokens:
+    def tokens(self, titles: Sequence[str]) -> Tokens:
         seqs = [[self.tokenizer.bos, *self.tokenizer.encode(str(t))[:self.config.max_len - 2], self.tokenizer.eos]
                 for t in titles]
         offsets = np.zeros(len(seqs) + 1, dtype=np.int64)
         np.cumsum([len(s) for s in seqs], out=offsets[1:])
-        return _Tokens(np.fromiter((i for s in seqs for i in s), dtype=np.int32, count=int(offsets[-1])), offsets)
+        return Tokens(np.fromiter((i for s in seqs for i in s), dtype=np.int32, count=int(offsets[-1])), offsets)
 
-    def _lower_states(self, tokens: _Tokens, batch_size: int, progress: bool, desc: str) -> np.ndarray:
+    def _lower_states(self, tokens: Tokens, batch_size: int, progress: bool, desc: str) -> np.ndarray:
         """Frozen-layer token states of every title, ragged like ``tokens.ids`` (float32, n_tokens x 384)."""
         vectors, run = self._word_vectors(tokens), self._part("lower")
         states = np.empty_like(vectors)
-        for rows in tqdm(list(_length_batches(tokens.lengths, batch_size)), desc=desc, disable=not progress):
+        for rows in tqdm(list(length_batches(tokens.lengths, batch_size)), desc=desc, disable=not progress):
             words, mask = tokens.padded(rows, vectors)
             states[tokens.positions(rows)] = run(words, mask)[mask.astype(bool)]
         return states
@@ -293,7 +245,7 @@ class TitleEncoder:
         units = np.stack([self._memo[t] for t in titles])
         return units if self.centre is None else l2_normalize(units - self.centre).astype(np.float32)
 
-    def _encoded(self, tokens: _Tokens, batch_size: int, progress: bool) -> np.ndarray:
+    def _encoded(self, tokens: Tokens, batch_size: int, progress: bool) -> np.ndarray:
         """All layers + mean pooling: one (unnormalised) vector per title."""
         if onnx_encoder.use_onnx():       # the session is kept until fit() changes the weights
             self._onnx = self._onnx or self._part("all")
@@ -302,7 +254,7 @@ class TitleEncoder:
             run = self._part("all")
         vectors = self._word_vectors(tokens)
         out = np.empty((len(tokens.lengths), self.weights.config.hidden), dtype=np.float32)
-        for rows in tqdm(list(_length_batches(tokens.lengths, batch_size)), desc="title embeddings",
+        for rows in tqdm(list(length_batches(tokens.lengths, batch_size)), desc="title embeddings",
                          disable=not progress):
             out[rows] = run(*tokens.padded(rows, vectors))
         return out
@@ -323,15 +275,15 @@ class TitleEncoder:
             return x if part == "lower" else np.asarray(self.upper.predict_on_batch([x, mask]))
         return keras_part
 
-    def _word_vectors(self, tokens: _Tokens) -> np.ndarray:
+    def _word_vectors(self, tokens: Tokens) -> np.ndarray:
         """The (frozen) word vector of every token, ragged like ``tokens.ids``."""
         unique, inverse = np.unique(tokens.ids, return_inverse=True)
         return self.weights.word_embeddings(unique)[inverse]
 
-    def _pooled(self, tokens: _Tokens, states: np.ndarray, batch_size: int) -> np.ndarray:
+    def _pooled(self, tokens: Tokens, states: np.ndarray, batch_size: int) -> np.ndarray:
         """The top layers + mean pooling over cached frozen-layer states: one (unnormalised) vector per title."""
         out, run = np.empty((len(tokens.lengths), self.weights.config.hidden), dtype=np.float32), self._part("upper")
-        for rows in _length_batches(tokens.lengths, batch_size):
+        for rows in length_batches(tokens.lengths, batch_size):
             out[rows] = run(*tokens.padded(rows, states))
         return out
 
@@ -352,7 +304,7 @@ class TitleEncoder:
         for epoch in range(cfg.epochs):
             start = time.perf_counter()
             arcface.set_margin(ramped_margin(cfg.margin, epoch, cfg.margin_ramp_epochs))
-            batches = list(_length_batches(tokens.lengths, cfg.batch_size, rng))
+            batches = list(length_batches(tokens.lengths, cfg.batch_size, rng))
             bar = tqdm(batches, desc=f"title epoch {epoch + 1}/{cfg.epochs}", disable=not progress)
             losses = []
             for rows in bar:
@@ -364,7 +316,7 @@ class TitleEncoder:
         self.centre = l2_normalize(self._pooled(tokens, states, 256)).mean(0)
         return self
 
-    def _trainer(self, tokens: _Tokens, states: np.ndarray, y: np.ndarray) -> tuple[keras.Model, ArcFace]:
+    def _trainer(self, tokens: Tokens, states: np.ndarray, y: np.ndarray) -> tuple[keras.Model, ArcFace]:
         """upper + ArcFace, class centres initialised at each group's mean pretrained embedding."""
         cfg = self.config
         n_classes = int(y.max()) + 1
