@@ -117,6 +117,17 @@ def test_classifier_beats_the_threshold_rule_when_a_pool_relative_feature_matter
     assert pair_f1 > rule_f1 + 0.05
 
 
+def test_a_pool_of_two_label_groups_cross_fits_in_two_folds_and_one_group_is_a_clear_error():
+    """06's ablation tunes on half pools; a tiny one may hold fewer label groups than the classifier's folds."""
+    rng = np.random.default_rng(1)
+    x = rng.normal(size=(40, 1)).astype(np.float32)
+    same = np.arange(40) % 2 == 0
+    clf = PairClassifier(max_iter=10)
+    assert clf.out_of_fold(x, same, np.arange(40) % 2, ["a"]).shape == (40,) and len(clf.models) == 2
+    with pytest.raises(ValueError, match="at least 2 label groups"):
+        PairClassifier().out_of_fold(x, same, np.zeros(40, int), ["a"])
+
+
 def test_a_feature_missing_on_every_pair_does_not_break_training():
     from samesame.match.pairs import PairClassifier
 

@@ -279,6 +279,10 @@ class PairClassifier:
         if len(np.unique(same)) < 2:
             raise ValueError("pair classifier needs both matching and non-matching candidate pairs to train; "
                              "use more train groups")
+        folds = min(folds, len(np.unique(pair_groups)))        # a small pool: as many folds as it has groups
+        if folds < 2:
+            raise ValueError("pair classifier needs candidate pairs of at least 2 label groups to cross-fit; "
+                             "use more train groups")
         p = np.empty(len(same), dtype=np.float32)
         self.feature_names, self.models = list(feature_names), []
         for fit_idx, held in tqdm(GroupKFold(folds).split(x, same, pair_groups), total=folds, desc="pair folds",
