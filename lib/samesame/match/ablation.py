@@ -59,7 +59,7 @@ def ablation(train_df: pd.DataFrame, val_df: pd.DataFrame, options: MatcherOptio
     steps = shipped or Steps(None, None, None)
     rows = {**ABLATION, "best": {**options.fusion.rule, **asdict(steps)}}
     val_a, train_a = in_half_a(val_df, options), in_half_a(train_df, options)
-    halves = []                                   # (half, its train rows, its val rows, the other half's encoder)
+    halves = []                     # (half, its tuning pool, its val listings, their images, their val positions)
     for half, train_rows, val_rows, encoder in (("A", train_a, val_a, encoders[1]),
                                                  ("B", ~train_a, ~val_a, encoders[0])):
         if not val_rows.any():

@@ -16,13 +16,13 @@ import pandas as pd
 
 from samesame.core.metrics import Scores
 from samesame.core.neighbors import MAX_MATCHES
-from samesame.core.splits import label_codes, split_by_group
+from samesame.core.splits import label_codes
 from samesame.match.candidates import Candidates, Signals, blend_signals, candidate_pairs, compute_signals
 from samesame.match.matching import classified_pairs, pair_classifier_features, pair_probability, pool_candidates
-from samesame.match.options import MatcherOptions, TuningGrid
+from samesame.match.options import TuningGrid
 from samesame.match.pairs import PairClassifier
 from samesame.match.recipe import Blend, PairStep, Recipe, fused_score, keep_pairs, pair_scores, tune_recipe
-from samesame.text.title_model import TITLE_MODELS, TitleEncoder
+from samesame.text.title_model import TitleEncoder
 from samesame.text.titles import TfidfConfig
 
 
@@ -48,23 +48,6 @@ class TuningPool:
     grid: TuningGrid
     seed: int
     tuned: dict = field(default_factory=dict, repr=False)   # tune()'s arguments -> its recipe (configurations share)
-
-    @classmethod
-    def build(cls, train_df: pd.DataFrame, image_embeddings, options: MatcherOptions, cache_dir=None,
-              progress: bool = False) -> "TuningPool":
-        """A title encoder learns part of ``train_df``'s groups (``1 - fusion.tune_fraction``), the rest is the pool."""
-        seed = options.seed
-        # seed + 1: the outer train/val split may have used ``seed`` itself, which would put no group in tune_part
-        fit_part, tune_part = split_by_group(train_df, test_fraction=options.fusion.tune_fraction, seed=seed + 1)
-        if tune_part.empty or fit_part.empty:
-            raise ValueError(f"splitting {len(train_df)} train listings left an empty part; use more train groups or "
-                             f"another fusion.tune_fraction (got {options.fusion.tune_fraction})")
-        tune_rows = train_df["label_group"].isin(set(tune_part["label_group"])).to_numpy()
-        fit = TITLE_MODELS[options.title_kind].fit
-        encoder = (fit(fit_part["title"], fit_part["label_group"], options.title_model, cache_dir, progress)
-                   if options.title_model and has_titles(fit_part) else None)
-        return cls.of(tune_part, encoder, subset_images(image_embeddings, tune_rows), options.tfidf, options.grid, seed,
-                      progress)
 
     @classmethod
     def of(cls, pool: pd.DataFrame, encoder: TitleEncoder | None, images, tfidf_config: TfidfConfig,
