@@ -29,7 +29,7 @@ import tensorflow as tf
 from tqdm.auto import tqdm
 
 from samesame.image.images import STATUSES, USABLE_STATUSES, count_statuses, is_usable, load_array
-from samesame.image.onnx_model import model_runner
+from samesame.image.onnx_model import model_runner, run_model
 
 CHUNK_SIZE = 1024  # rows per cache file: what an interrupted run can lose at most
 STATUS_DTYPE = f"<U{max(map(len, STATUSES))}"
@@ -76,15 +76,6 @@ def configure_accelerator(precision: str) -> str:
         return f"cpu ({policy})"
     names = [tf.config.experimental.get_device_details(gpu).get("device_name", gpu.name) for gpu in gpus]
     return f"gpu: {', '.join(names)} ({policy})"
-
-
-def run_model(model: keras.Model, batch: np.ndarray) -> np.ndarray:
-    """One forward pass in Keras as float32 numpy (many batches: :func:`model_runner`, ONNX Runtime on a CPU).
-
-    predict_on_batch runs Keras' compiled predict function; eager ``model(x)``
-    dispatches op by op and is slower on CPU for small convnets.
-    """
-    return np.asarray(model.predict_on_batch(batch), dtype=np.float32)
 
 
 def default_workers() -> int:
