@@ -66,11 +66,12 @@ def scores_from_counts(n_pred: np.ndarray, n_true: np.ndarray, n_hit: np.ndarray
     return Scores(float(f1.mean()), float(precision.mean()), float(recall.mean()), counts, index)
 
 
-def score_matches(matches: Sequence[np.ndarray], labels: Sequence) -> Scores:
+def score_matches(matches: Sequence[np.ndarray], labels: Sequence, scored: np.ndarray | None = None) -> Scores:
     """Score row-position match arrays against group labels (the fast path for experiments).
 
     ``matches[i]`` holds the row positions predicted to be the same product as row
-    ``i``; duplicates are ignored. ``labels[i]`` is row i's label_group.
+    ``i``; duplicates are ignored. ``labels[i]`` is row i's label_group. ``scored`` (bool per row): score only
+    those listings; the others were searched too (a pool padded with distractors) but their F1 does not count.
     """
     labels = np.asarray(labels)
     if len(matches) != len(labels):
@@ -82,7 +83,8 @@ def score_matches(matches: Sequence[np.ndarray], labels: Sequence) -> Scores:
         m = np.unique(np.asarray(m, dtype=np.int64))
         n_pred[i] = len(m)
         n_hit[i] = int(np.count_nonzero(codes[m] == codes[i])) if len(m) else 0
-    return scores_from_counts(n_pred, counts[codes], n_hit)
+    rows = slice(None) if scored is None else np.asarray(scored, dtype=bool)
+    return scores_from_counts(n_pred[rows], counts[codes][rows], n_hit[rows])
 
 
 def score_id_sets(predicted: Mapping[str, Iterable[str]], truth: Mapping[str, Iterable[str]]) -> Scores:

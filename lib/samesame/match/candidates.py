@@ -39,6 +39,7 @@ class Signals:
     titles: list[str] = field(default_factory=list)   # normalised titles (pair classifier features)
     knn_cache: dict = field(default_factory=dict, repr=False)   # (signal, k) -> (rows searched, kNN indices);
     # ("pairs", k, searched signals) -> Candidates: the tuning scores several recipes on one pool (never blended)
+    scored: np.ndarray | None = None   # bool (n,): the listings whose F1 counts; the rest pad the pool (None: all)
 
     @property
     def n(self) -> int:
@@ -94,6 +95,7 @@ class Candidates:
     sims: dict[str, np.ndarray]      # NaN where a signal has no value (image missing on either side)
     conflict: np.ndarray             # bool: both titles state different amounts of a shared unit
     n: int
+    scored: np.ndarray | None = None  # bool (n,): listings whose F1 counts (None: all); see Signals.scored
 
 
 def candidate_pairs(signals: Signals, k: int = MAX_MATCHES, progress: bool = False,
@@ -130,7 +132,7 @@ def candidate_pairs(signals: Signals, k: int = MAX_MATCHES, progress: bool = Fal
     bits = np.unpackbits(signals.phash[rows] ^ signals.phash[cols], axis=1).sum(1)
     sims["phash"] = phash_similarity(bits).astype(np.float32)
     conflict = _pair_conflicts(signals.quantities, rows, cols)
-    signals.knn_cache[key] = Candidates(rows, cols, sims, conflict, n)
+    signals.knn_cache[key] = Candidates(rows, cols, sims, conflict, n, signals.scored)
     return signals.knn_cache[key]
 
 
@@ -183,4 +185,4 @@ def blend_signals(signals: Signals, cands: Candidates, score: np.ndarray, thresh
             x = l2_normalize(w @ x)
         emb[name] = x
     return Signals(emb, signals.phash, signals.image_ok, signals.quantities, signals.titles,
-                   {key: v for key, v in signals.knn_cache.items() if key[0] == "phash"})
+                   {key: v for key, v in signals.knn_cache.items() if key[0] == "phash"}, signals.scored)

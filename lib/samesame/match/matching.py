@@ -23,7 +23,7 @@ from samesame.core.neighbors import MAX_MATCHES
 from samesame.match.candidates import (Candidates, Signals, blend_signals, candidate_pairs, compute_signals,
                                        embedding_sims)
 from samesame.match.pairs import PairClassifier, TitleTokens, pair_features, symmetric_probability
-from samesame.match.recipe import Recipe, fused_score, keep_pairs
+from samesame.match.recipe import Recipe, fused_score, keep_pairs, recipe_score
 from samesame.text.title_model import TITLE_MODELS, TitleEncoder
 from samesame.text.titles import TfidfConfig
 
@@ -48,7 +48,7 @@ def searched_signals(recipe: Recipe | dict) -> set[str]:
 
 def pool_candidates(signals: Signals, recipe: Recipe, k: int = MAX_MATCHES,
                     progress: bool = False) -> tuple[Signals, Candidates, np.ndarray]:
-    """The recipe's final signals, candidate pairs and fused score (after its blend pass, if any).
+    """The recipe's final signals, candidate pairs and score (:func:`recipe_score`, after its blend pass, if any).
 
     After blending, the pairs also carry the unblended similarities ("raw_" + signal):
     the pair classifier can then tell a pair close in itself from one pulled close by its neighbours.
@@ -62,7 +62,7 @@ def pool_candidates(signals: Signals, recipe: Recipe, k: int = MAX_MATCHES,
         signals = blend_signals(signals, cands, first, blend.threshold, blend.top)
         cands = candidate_pairs(signals, k, progress, search)
         cands.sims.update({f"raw_{name}": s for name, s in embedding_sims(raw, cands.rows, cands.cols).items()})
-    return signals, cands, fused_score(cands, recipe.weights)
+    return signals, cands, recipe_score(cands, recipe)
 
 
 def pair_classifier_features(signals: Signals, cands: Candidates, score: np.ndarray,

@@ -9,6 +9,9 @@ for the pair classifier):
 * ``unit_filter``: drop a title-driven pair whose titles state different amounts of one unit;
 * ``min2``: a listing left alone keeps its best candidate when that one is >= this looser threshold;
 * ``blend``: first replace each embedding by the score-weighted mean of its close neighbours, then search again;
+* ``local_scale``: subtract each pair's local crowding from the fused score (CSLS-like: the mean of both listings'
+  k-th best candidate score, relative to the tuning pool's), so that a threshold tuned on one pool size holds as the
+  pool grows and look-alikes crowd every listing;
 * ``pair_classifier``: a trained :class:`samesame.match.pairs.PairClassifier` scores every candidate pair; its
   probability replaces the fused score and :class:`PairStep` holds that decision's thresholds.
 
@@ -48,6 +51,20 @@ class Blend:
 
 
 @dataclass(frozen=True)
+class LocalScale:
+    """Pool-adaptive score: ``fused - alpha * (mean of i's and j's k-th best candidate score - offset)``.
+
+    A listing's k-th best candidate (k above most group sizes) is a look-alike of another product, so its
+    score measures how crowded the listing's neighbourhood is; it rises as the pool grows, and the threshold
+    with it. ``offset``: the tuning pool's mean crowding, so the threshold keeps the fused score's scale there.
+    """
+
+    k: int
+    alpha: float
+    offset: float
+
+
+@dataclass(frozen=True)
 class PairStep:
     """The pair classifier's decision: probability >= ``threshold``; lonely listings keep their best pair >= ``min2``.
 
@@ -78,6 +95,7 @@ class Recipe:
     min2: float | None = None
     blend: Blend | None = None
     pair_classifier: PairStep | None = None
+    local_scale: LocalScale | None = None
 
     def replace(self, **changes) -> "Recipe":
         return dataclasses.replace(self, **changes)
@@ -88,6 +106,7 @@ class Recipe:
         body = "+".join(s for s, w in self.weights.items() if w > 0)
         name = f"blend({body})" if self.blend else f"concat({body})"
         name += "".join(f"|{s}" for s in self.union)
+        name += "+local" if self.local_scale else ""
         name += "+units" if self.unit_filter else ""
         name += "+min2" if self.min2 is not None else ""
         return name + ("+pair_classifier" if self.pair_classifier else "")
@@ -118,14 +137,15 @@ class Recipe:
             return d
         check = _Checker(source)
         d = check.mapping(d, None, required=("weights", "threshold"), known=[f.name for f in dataclasses.fields(cls)])
-        blend, step = d.get("blend"), d.get("pair_classifier")
+        blend, step, local = d.get("blend"), d.get("pair_classifier"), d.get("local_scale")
         return cls(weights=check.weights(d["weights"], "weights"),
                    threshold=check.number(d["threshold"], "threshold", SIMILARITY),
                    union=check.thresholds(d.get("union"), "union"),
                    unit_filter=check.boolean(d.get("unit_filter", False), "unit_filter"),
                    min2=check.optional(d.get("min2"), "min2", SIMILARITY),
                    blend=None if blend is None else check.blend(blend),
-                   pair_classifier=None if step is None else check.pair_step(step))
+                   pair_classifier=None if step is None else check.pair_step(step),
+                   local_scale=None if local is None else check.local_scale(local))
 
     def save(self, path: str | Path) -> Path:
         path = Path(path)
@@ -218,6 +238,14 @@ class _Checker:
         return Blend(self.weights(d["weights"], "blend.weights"),
                      self.number(d["threshold"], "blend.threshold", SIMILARITY), top)
 
+    def local_scale(self, d) -> LocalScale:
+        d = self.mapping(d, "local_scale", required=("k", "alpha", "offset"),
+                         known=[f.name for f in dataclasses.fields(LocalScale)])
+        if isinstance(d["k"], bool) or not isinstance(d["k"], int) or d["k"] < 1:
+            self.fail("local_scale.k", d["k"], "an integer >= 1 (which neighbour measures the crowding)")
+        return LocalScale(d["k"], self.number(d["alpha"], "local_scale.alpha", (0.0, math.inf)),
+                          self.number(d["offset"], "local_scale.offset", SIMILARITY))
+
     def pair_step(self, d) -> PairStep:
         d = self.mapping(d, "pair_classifier", required=("threshold",),
                          known=[f.name for f in dataclasses.fields(PairStep)])
@@ -243,10 +271,36 @@ def fused_score(cands: Candidates, weights: dict[str, float]) -> np.ndarray:
     return np.divide(num, den, out=np.full_like(num, -1.0), where=den > 0)
 
 
+def kth_best(cands: Candidates, score: np.ndarray, k: int) -> np.ndarray:
+    """Each listing's k-th best candidate score (its worst when it has fewer than k; NaN when it has none)."""
+    order = np.lexsort((-np.nan_to_num(score, nan=-np.inf), cands.rows))
+    counts = np.bincount(cands.rows, minlength=cands.n)
+    first = np.cumsum(counts) - counts
+    out = np.full(cands.n, np.nan)
+    has = counts > 0
+    out[has] = score[order[first[has] + np.minimum(counts[has], k) - 1]]
+    return out
+
+
+def crowding(cands: Candidates, score: np.ndarray, k: int) -> np.ndarray:
+    """Per pair, the mean of both listings' k-th best candidate score (what :class:`LocalScale` subtracts)."""
+    kth = kth_best(cands, score, k)
+    return 0.5 * (kth[cands.rows] + kth[cands.cols])
+
+
+def recipe_score(cands: Candidates, recipe: Recipe) -> np.ndarray:
+    """The score the recipe's threshold applies to: the fused score, less the local crowding when it has one."""
+    score = fused_score(cands, recipe.weights)
+    local = recipe.local_scale
+    if local is None:
+        return score
+    return score - local.alpha * (np.nan_to_num(crowding(cands, score, local.k), nan=local.offset) - local.offset)
+
+
 def keep_pairs(cands: Candidates, recipe: Recipe | dict, score: np.ndarray | None = None) -> np.ndarray:
     """Boolean mask of the candidate pairs the recipe matches (before the 50 cap)."""
     recipe = Recipe.from_dict(recipe)
-    score = fused_score(cands, recipe.weights) if score is None else score
+    score = recipe_score(cands, recipe) if score is None else score
     keep = score >= recipe.threshold
     if recipe.unit_filter:
         keep &= ~cands.conflict
@@ -285,11 +339,18 @@ def _best_per_row(rows: np.ndarray, score: np.ndarray) -> np.ndarray:
 
 
 def pair_scores(cands: Candidates, keep: np.ndarray, labels: Sequence):
-    """Mean F1/precision/recall of a pair mask (self counted), without building match lists."""
+    """Mean F1/precision/recall of a pair mask (self counted), without building match lists; over the scored
+    listings only when the pool is padded (``cands.scored``)."""
     sizes, same = _label_pairs(cands, labels)
     n_pred = 1 + np.bincount(cands.rows[keep], minlength=cands.n)
     n_hit = 1 + np.bincount(cands.rows[keep & same], minlength=cands.n)
-    return scores_from_counts(n_pred, sizes, n_hit)
+    rows = scored_rows(cands)
+    return scores_from_counts(n_pred[rows], sizes[rows], n_hit[rows])
+
+
+def scored_rows(cands: Candidates) -> np.ndarray | slice:
+    """The listings whose F1 counts: all of them, or those of a padded pool that are not padding."""
+    return slice(None) if cands.scored is None else np.flatnonzero(cands.scored)
 
 
 def threshold_sweep(cands: Candidates, labels: Sequence, score: np.ndarray, thresholds: np.ndarray,
@@ -314,7 +375,8 @@ def threshold_sweep(cands: Candidates, labels: Sequence, score: np.ndarray, thre
         hist = np.bincount(cands.rows[mask] * width + levels[mask], minlength=cands.n * width).reshape(cands.n, width)
         return np.cumsum(hist[:, ::-1], axis=1)[:, ::-1][:, 1:]
 
-    pred, hit = reached(slice(None)), reached(same)
+    rows = scored_rows(cands)
+    pred, hit, sizes = reached(slice(None))[rows], reached(same)[rows], sizes[rows]
     return np.array([scores_from_counts(1 + pred[:, j], sizes, 1 + hit[:, j]).mean_f1 for j in range(len(t))])
 
 
@@ -334,11 +396,12 @@ def _label_pairs(cands: Candidates, labels: Sequence) -> tuple[np.ndarray, np.nd
 
 
 def tune_recipe(cands: Candidates, labels: Sequence, *, concat: Sequence[str], union_phash: bool = False,
-                min2: bool = False, unit_filter: bool = False, grid: TuningGrid) -> Recipe:
+                min2: bool = False, unit_filter: bool = False, local_scale: bool = False, grid: TuningGrid) -> Recipe:
     """Grid-search weights and thresholds of one fusion rule on labelled (train) candidates.
 
     Weights of the ``concat`` signals: coordinate search over a coarse grid (first
-    one fixed at 1), the fused threshold over a fine grid for each; then the phash
+    one fixed at 1), the fused threshold over a fine grid for each; then the local
+    scale's strength (``local_scale``: the best strength > 0 of the grid), the phash
     union threshold and the min2 looser threshold, each given the previous choices.
     """
     concat = [s for s in concat if s in cands.sims]
@@ -355,8 +418,11 @@ def tune_recipe(cands: Candidates, labels: Sequence, *, concat: Sequence[str], u
         weights = dict(recipe.weights)
     if recipe is None:                               # a single signal: only its threshold to tune
         f1 = threshold_sweep(cands, labels, fused_score(cands, weights), thresholds, unit_filter)
+        best_f1 = f1.max()
         recipe = Recipe(weights=weights, threshold=float(thresholds[np.argmax(f1)]), unit_filter=unit_filter)
-    score = fused_score(cands, recipe.weights)
+    if local_scale:
+        recipe = _tune_local_scale(cands, labels, recipe, grid)
+    score = recipe_score(cands, recipe)
 
     def _try(variants):
         nonlocal recipe
@@ -372,3 +438,18 @@ def tune_recipe(cands: Candidates, labels: Sequence, *, concat: Sequence[str], u
     if min2:
         _try([recipe.replace(min2=float(t)) for t in grid.below(grid.min2_grid, recipe.threshold)])
     return recipe
+
+
+def _tune_local_scale(cands: Candidates, labels: Sequence, recipe: Recipe, grid: TuningGrid) -> Recipe:
+    """``recipe`` with the :class:`LocalScale` strength > 0 (and threshold) that scores best. Whether the step
+    is worth it at all is decided across held-out folds (:mod:`samesame.match.selection`), like blending."""
+    score = fused_score(cands, recipe.weights)
+    kth = kth_best(cands, score, grid.local_k)[scored_rows(cands)]
+    offset = float(np.clip(np.nanmean(kth), *SIMILARITY)) if np.isfinite(kth).any() else 0.0
+    thresholds, best_f1, best = grid.threshold_values, -1.0, recipe
+    for alpha in [a for a in grid.local_alphas if a > 0] or [1.0]:
+        trial = recipe.replace(local_scale=LocalScale(grid.local_k, float(alpha), offset))
+        f1 = threshold_sweep(cands, labels, recipe_score(cands, trial), thresholds, recipe.unit_filter)
+        if f1.max() > best_f1:
+            best_f1, best = f1.max(), trial.replace(threshold=float(thresholds[np.argmax(f1)]))
+    return best
