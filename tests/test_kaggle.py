@@ -58,7 +58,7 @@ def kaggle(tmp_path_factory):
                          batch_size=16, progress=False)
     choice = EmbeddingChoice(None, Levers(True, 8), Whitening.fit(plain.vectors, plain.ok, dims=8), {})
     artefacts.save_embedding_choice(run, 64, choice, None)
-    matcher = fit_and_save(run, tiny, ds.train)
+    matcher = fit_and_save(run, tiny, ds.train, len(ds.test))
     out = build_bundle(artefacts.matcher_path(run), root / "dist" / "kaggle", owner="someone")
     return {"root": root, "competition": competition, "matcher": matcher, "folder": artefacts.matcher_path(run),
             "out": out, "bundle": out / "dataset"}

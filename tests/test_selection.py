@@ -1,5 +1,6 @@
 """The shipped recipe's optional steps are chosen by cross-fitting over label groups, and the matcher has exactly them."""
 
+import json
 from dataclasses import replace
 
 import numpy as np
@@ -21,7 +22,7 @@ FAST = replace(CFG.tuning, pair_trees=20, pair_max_leaf_nodes=7)
 
 def _steps_of(matcher) -> Steps:
     r = matcher.recipe
-    return Steps(r.unit_filter, r.blend is not None, r.pair_classifier is not None)
+    return Steps(r.unit_filter, r.blend is not None, r.pair_classifier is not None, r.local_scale is not None)
 
 
 def test_the_matcher_ships_the_configuration_with_the_best_held_out_mean():
@@ -29,11 +30,13 @@ def test_the_matcher_ships_the_configuration_with_the_best_held_out_mean():
     matcher = fit_matcher(df, OPTIONS.changed(title_model=None, grid=FAST), progress=False)
     selection = Selection.from_dict(matcher.info["selection"])
     table = selection.table.set_index("steps")
-    assert {"threshold rule", "unit filter", "blend", "unit filter+blend"} <= set(table.index)
+    names = ["threshold rule", "unit filter", "blend", "unit filter+blend"]
+    names += [f"{n}+local scale" if n != "threshold rule" else "local scale" for n in names]
+    assert set(names) <= set(table.index)
     assert [c for c in table.columns if c.startswith("fold_")] == ["fold_0", "fold_1", "fold_2", "fold_3"]
-    rules = table.loc[["threshold rule", "unit filter", "blend", "unit filter+blend"], "mean_f1"]
+    rules = table.loc[names, "mean_f1"]
     assert _steps_of(matcher) == selection.chosen
-    chosen_rule = Steps(selection.chosen.unit_filter, selection.chosen.blend).name
+    chosen_rule = replace(selection.chosen, pair_classifier=False).name
     assert rules[chosen_rule] >= rules.max() - 1e-4           # the rule's steps: best held-out mean
     assert table["mean_f1"].between(0, 1).all() and (table["std_f1"] >= 0).all()
     estimate = selection.estimate
@@ -44,10 +47,10 @@ def test_the_matcher_ships_the_configuration_with_the_best_held_out_mean():
 
 def test_a_step_fixed_by_the_config_is_not_chosen():
     df, _ = _listings(n_groups=60)
-    forced = fit_matcher(df, OPTIONS.changed(title_model=None, grid=FAST, unit_filter=False, blend=False, pair_classifier=True), progress=False)
+    forced = fit_matcher(df, OPTIONS.changed(title_model=None, grid=FAST, unit_filter=False, blend=False, local_scale=False, pair_classifier=True), progress=False)
     assert _steps_of(forced) == Steps(False, False, True)
     assert set(Selection.from_dict(forced.info["selection"]).table["steps"]) == {"threshold rule", "pair classifier"}
-    never = fit_matcher(df, OPTIONS.changed(title_model=None, grid=FAST, unit_filter=True, blend=False, pair_classifier=False), progress=False)
+    never = fit_matcher(df, OPTIONS.changed(title_model=None, grid=FAST, unit_filter=True, blend=False, local_scale=False, pair_classifier=False), progress=False)
     assert _steps_of(never) == Steps(True, False, False)
     assert set(Selection.from_dict(never.info["selection"]).table["steps"]) == {"unit filter"}
 
@@ -98,10 +101,16 @@ def test_title_only_data_fits_and_matches_without_images():
 def test_selection_round_trips_through_json():
     table = pd.DataFrame([{"steps": "unit filter", "fold_0": 0.8, "fold_1": 0.9, "mean_f1": 0.85, "std_f1": 0.05,
                            "mean_precision": 0.9, "mean_recall": 0.8}])
-    selection = Selection(table, Steps(unit_filter=True), {"pair classifier": "one class only"})
-    again = Selection.from_dict(selection.to_dict())
-    assert again.chosen == selection.chosen and again.skipped == selection.skipped
-    assert again.estimate == {"mean_f1": 0.85, "std_f1": 0.05, "mean_precision": 0.9, "mean_recall": 0.8, "folds": 2}
+    curve = pd.DataFrame([{"steps": "unit filter", "pool": 100, "mean_f1": 0.9, "std_f1": 0.01},
+                          {"steps": "unit filter", "pool": 400, "mean_f1": 0.85, "std_f1": 0.05}])
+    selection = Selection(table, Steps(unit_filter=True), {"pair classifier": "one class only"},
+                          {"target": 1000, "scored_in": 400}, curve)
+    again = Selection.from_dict(json.loads(json.dumps(selection.to_dict())))
+    assert again.chosen == selection.chosen and again.skipped == selection.skipped and again.pools == selection.pools
+    assert again.estimate == {"mean_f1": 0.85, "std_f1": 0.05, "mean_precision": 0.9, "mean_recall": 0.8, "folds": 2,
+                              "pool_size": 400}
+    pd.testing.assert_frame_equal(again.curve, curve)
+    assert Selection.from_dict(Selection(table, Steps()).to_dict()).curve is None
 
 
 def test_dropped_signals_name_what_is_missing_and_why():

@@ -20,12 +20,15 @@ from samesame.text.titles import TfidfConfig
 @dataclass(frozen=True)
 class FusionOptions:
     """Which fusion steps the recipe uses (settings key ``fusion``): True always, False never, None chosen by
-    cross-fitting. ``tune_fraction``: the share of train's label groups in half B."""
+    cross-fitting. ``tune_fraction``: the share of train's label groups in half B. ``pool_size``: listings in
+    the pool the matcher will face (the fit tunes and scores in pools padded towards it; None: as they are)."""
 
     tune_fraction: float
+    pool_size: int | None
     union_phash: bool
     min2: bool
     unit_filter: bool | None
+    local_scale: bool | None
     blend: bool | None
     pair_classifier: bool | None
 
@@ -65,6 +68,8 @@ class TuningGrid:
     min2_grid: tuple[float, float]              # min2's looser threshold: (start, step) up to the fused threshold
     blend_offsets: tuple[float, ...]            # blending: neighbours within the fused threshold + each offset
     blend_top: int                              # neighbours averaged by blending
+    local_k: int                                # local scale: which neighbour measures a listing's crowding
+    local_alphas: tuple[float, ...]             # local scale: strengths tried where the step is on
     probabilities: tuple[float, float, float]   # pair-classifier decision thresholds: (start, stop, step)
     pair_min2_grid: tuple[float, float]         # the pair classifier's min2: (start, step) up to its threshold
     step_folds: int       # group folds an optional step (unit filter, blending, pair classifier) must win

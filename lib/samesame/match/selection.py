@@ -16,6 +16,12 @@ on two halves of train's label groups:
 Groups a fine-tuned image model trained on are left out of steps 3-5 (its similarities there are memorised:
 on vprc-dev they lifted the estimate to 0.70 against 0.41 on unseen groups); the encoders still learn them.
 
+F1 falls as the searched pool grows (more look-alikes of other products), so a threshold tuned on a fold of a few
+thousand listings lets in false matches in a test pool of 70,000. With ``fusion.pool_size`` set, every pool of
+steps 3-5 is padded up to that size with listings of train's other label groups (:func:`padded_pool`): they are
+searched like any listing but never scored, so each threshold is tuned, and each configuration scored, in a pool
+as crowded as the one it will face, as far as train.csv goes.
+
 Its :class:`Selection` (every configuration's four scores, the chosen one's mean and std) travels
 in ``Matcher.info["selection"]``, so 06 reports the very recipe that 07 ships.
 """
@@ -24,14 +30,14 @@ from __future__ import annotations
 
 import itertools
 from collections.abc import Collection
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 
 import numpy as np
 import pandas as pd
 from tqdm.auto import tqdm
 
 from samesame.core.metrics import score_matches
-from samesame.core.splits import group_folds, split_by_group
+from samesame.core.splits import group_folds, group_hash, split_by_group
 from samesame.match.matching import Matcher
 from samesame.match.options import FusionOptions, MatcherOptions, TuningGrid
 from samesame.match.tuning import TuningPool, has_titles, subset_images
@@ -48,6 +54,7 @@ class Steps:
     unit_filter: bool = False
     blend: bool = False
     pair_classifier: bool = False
+    local_scale: bool = False
 
     @property
     def name(self) -> str:
@@ -62,21 +69,27 @@ class Selection:
     table: pd.DataFrame                 # steps | fold_0.. | mean_f1 | std_f1 | mean_precision | mean_recall
     chosen: Steps
     skipped: dict[str, str] = field(default_factory=dict)   # configuration -> why it could not be scored
+    pools: dict = field(default_factory=dict)     # the pool sizes tuned and scored at (see :func:`select_steps`)
+    curve: pd.DataFrame | None = None   # steps | pool | mean_f1 | std_f1: held-out F1 as the pool grows
 
     @property
     def estimate(self) -> dict:
         row = self.table.set_index("steps").loc[self.chosen.name]
         return {"mean_f1": float(row["mean_f1"]), "std_f1": float(row["std_f1"]),
                 "mean_precision": float(row["mean_precision"]), "mean_recall": float(row["mean_recall"]),
-                "folds": int(sum(c.startswith("fold_") for c in self.table.columns))}
+                "folds": int(sum(c.startswith("fold_") for c in self.table.columns)),
+                "pool_size": self.pools.get("scored_in")}
 
     def to_dict(self) -> dict:
         return {"chosen": asdict(self.chosen), "chosen_name": self.chosen.name, "estimate": self.estimate,
-                "table": self.table.round(4).to_dict("records"), "skipped": self.skipped}
+                "table": self.table.round(4).to_dict("records"), "skipped": self.skipped, "pools": self.pools,
+                "curve": None if self.curve is None else self.curve.round(4).to_dict("records")}
 
     @classmethod
     def from_dict(cls, d: dict) -> "Selection":
-        return cls(pd.DataFrame(d["table"]), Steps(**d["chosen"]), dict(d.get("skipped", {})))
+        curve = d.get("curve")
+        return cls(pd.DataFrame(d["table"]), Steps(**d["chosen"]), dict(d.get("skipped", {})), dict(d.get("pools", {})),
+                   None if curve is None else pd.DataFrame(curve))
 
 
 def step_options(wanted: bool | None) -> list[bool]:
@@ -105,12 +118,13 @@ def fit_matcher(train_df: pd.DataFrame, options: MatcherOptions, *, image_embedd
                          f"half needs {FOLDS_PER_HALF}); use more train groups, another fusion.tune_fraction, or "
                          "image.in_fusion: false")
     encoder_a, encoder_b = (half_encoder(train_df, options, half, cache_dir, progress) for half in "AB")
-    tune_a = (train_df[pool_a].reset_index(drop=True), subset_images(image_embeddings, pool_a))
-    tune_b = (train_df[pool_b].reset_index(drop=True), subset_images(image_embeddings, pool_b))
-    folds = _held_out_folds([(*tune_b, encoder_a), (*tune_a, encoder_b)], seed)
-    selection = select_steps(folds, fusion, tfidf_config, grid, seed, progress)
-    final = TuningPool.of(tune_b[0], encoder_a, tune_b[1], tfidf_config, grid, seed, progress)
+    padding = Padding(train_df, image_embeddings, fusion.pool_size, seed)
+    folds = _held_out_folds(padding, [(pool_b, encoder_a), (pool_a, encoder_b)], seed)
+    selection = select_steps(folds, fusion, tfidf_config, grid, seed, progress, padding)
+    pool = padding.pool(pool_b, ~pool_b)
+    final = TuningPool.of(pool.listings, encoder_a, pool.images, tfidf_config, grid, seed, progress, pool.scored)
     matcher = _tuned_matcher(final, selection.chosen, fusion.rule, tfidf_config, progress)
+    selection.pools["final_tuned_in"] = len(pool.listings)
     matcher.info["selection"] = selection.to_dict()
     matcher.info["tuning_groups"] = {"tuned and scored on": int(train_df.loc[unseen, "label_group"].nunique()),
                                      "left out (the image model trained on them)":
@@ -137,68 +151,147 @@ def half_encoder(train_df: pd.DataFrame, options: MatcherOptions, half: str, cac
                                                 progress)
 
 
-def _held_out_folds(halves, seed: int) -> list[tuple]:
-    """(tune listings, their images, held-out listings, their images, encoder) for each fold of each half."""
+@dataclass
+class PaddedPool:
+    """Listings to search: the scored ones (``queries``, a mask of train's rows) and the padding around them."""
+
+    listings: pd.DataFrame
+    images: tuple | None
+    scored: np.ndarray | None      # bool per listing: whose F1 counts (None: all, nothing was added)
+    queries: np.ndarray
+
+    @property
+    def n_scored(self) -> int:
+        return int(self.queries.sum())
+
+
+@dataclass
+class Padding:
+    """Pads a pool of train listings with listings of train's other label groups up to ``target`` listings
+    (None: no padding). Padding is taken group by group in a fixed hashed order, so a larger pool holds a smaller
+    one's padding (the pool-size curve grows one pool), and it never includes the pool's own groups."""
+
+    train: pd.DataFrame
+    images: tuple | None
+    target: int | None
+    seed: int
+
+    def pool(self, queries: np.ndarray, padding: np.ndarray, size: int | None = None) -> PaddedPool:
+        """``queries`` (a mask of train's rows) padded with rows of ``padding`` up to ``size`` (default: the
+        target), as far as ``padding`` goes."""
+        size = self.target if size is None else size
+        extra = self.order(padding)[:max(0, (size or 0) - int(queries.sum()))]
+        rows = queries.copy()
+        rows[extra] = True
+        return PaddedPool(self.train[rows].reset_index(drop=True), subset_images(self.images, rows),
+                          queries[rows] if len(extra) else None, queries)
+
+    def order(self, padding: np.ndarray) -> np.ndarray:
+        """Positions of the ``padding`` rows in the order they pad: by a hash of their label group."""
+        rows = np.flatnonzero(padding)
+        groups = self.train["label_group"].to_numpy()[rows]
+        key = np.array([group_hash(int(g), self.seed + 2) for g in groups])
+        return rows[np.lexsort((rows, key))]
+
+
+def _held_out_folds(padding: Padding, halves, seed: int) -> list[tuple[PaddedPool, PaddedPool, object]]:
+    """(tune pool, held-out pool, encoder) for each fold of each half. The tune pool is padded with the other
+    half's listings (never its held-out fold), the held-out pool with every other listing of train."""
     out = []
-    for df, images, encoder in halves:
-        fold = group_folds(df["label_group"], FOLDS_PER_HALF, seed)
+    for half, encoder in halves:
+        fold = np.full(len(half), -1)
+        fold[half] = group_folds(padding.train.loc[half, "label_group"], FOLDS_PER_HALF, seed)
         for held in range(FOLDS_PER_HALF):
-            tune_rows, test_rows = fold != held, fold == held
+            tune_rows, test_rows = half & (fold != held), fold == held
             if not tune_rows.any() or not test_rows.any():
                 continue                  # every group hashed into one fold (a handful of groups)
-            out.append((df[tune_rows].reset_index(drop=True), subset_images(images, tune_rows),
-                        df[test_rows].reset_index(drop=True), subset_images(images, test_rows), encoder))
+            out.append((padding.pool(tune_rows, ~half), padding.pool(test_rows, ~test_rows), encoder))
     if not out:
         raise ValueError("no half of train could be cut into two group folds: use more train groups")
     return out
 
 
 def select_steps(folds: list[tuple], fusion: FusionOptions, tfidf_config: TfidfConfig, grid: TuningGrid, seed: int,
-                 progress: bool = False) -> Selection:
-    """Score every step configuration on every held-out fold; choose the rule's steps, then the pair classifier."""
+                 progress: bool = False, padding: Padding | None = None) -> Selection:
+    """Score every step configuration on every held-out fold; choose the rule's steps, then the pair classifier.
+    With ``padding``, the chosen configuration and the plain threshold rule are also scored as their held-out
+    pools grow from the fold alone to the padded size (:attr:`Selection.curve`)."""
     options = fusion.rule
-    pools = [TuningPool.of(tune, enc, tune_img, tfidf_config, grid, seed) for tune, tune_img, _, _, enc in folds]
+    pools = [TuningPool.of(tune.listings, enc, tune.images, tfidf_config, grid, seed, scored=tune.scored)
+             for tune, _, enc in folds]
     held_out = [{} for _ in folds]        # per fold: its signals, with and without the learned title
+    matchers: dict[tuple, Matcher] = {}   # (fold, configuration) -> its tuned matcher
     scores: dict[str, list] = {}
     skipped: dict[str, str] = {}
     unit_filter = fusion.unit_filter
     if unit_filter is None and not any(any(pool.signals.quantities) for pool in pools):   # the folds cover train
         unit_filter = False
         skipped[Steps(unit_filter=True).name] = "no title states an amount of a unit: the filter changes nothing"
-    rules = [Steps(u, b) for u, b in itertools.product(step_options(unit_filter), step_options(fusion.blend))]
+    rules = [Steps(u, b, local_scale=ls) for u, b, ls in itertools.product(
+        step_options(unit_filter), step_options(fusion.blend), step_options(fusion.local_scale))]
 
     def run(configs):
         for steps in tqdm(configs, desc="cross-fit steps", disable=not progress):
             try:
-                scores[steps.name] = [_held_out_scores(pool, steps, options, tfidf_config, test, test_img, signals)
-                                      for pool, (_, _, test, test_img, _), signals in zip(pools, folds, held_out)]
+                for i, pool in enumerate(pools):
+                    matchers[i, steps] = _tuned_matcher(pool, steps, options, tfidf_config)
+                scores[steps.name] = [_held_out_scores(matchers[i, steps], test, held_out[i])
+                                      for i, (_, test, _) in enumerate(folds)]
             except ValueError as err:      # e.g. a fold without a non-matching pair for the pair classifier
                 skipped[steps.name] = str(err)
 
     run(rules)
     rule = _best([s for s in rules if s.name in scores], scores)
-    with_pc = [Steps(rule.unit_filter, rule.blend, pc) for pc in step_options(fusion.pair_classifier)]
+    with_pc = [replace(rule, pair_classifier=pc) for pc in step_options(fusion.pair_classifier)]
     run([s for s in with_pc if s.name not in scores])
     chosen = _best([s for s in with_pc if s.name in scores], scores)
-    return Selection(_table(scores), chosen, skipped)
+    sizes = {"target": fusion.pool_size, "tuned_in": int(np.mean([len(t.listings) for t, _, _ in folds])),
+             "scored_in": int(np.mean([len(h.listings) for _, h, _ in folds])),
+             "held_out_fold": int(np.mean([h.n_scored for _, h, _ in folds]))}
+    curve = None
+    if padding is not None and sizes["scored_in"] > sizes["held_out_fold"]:
+        shown = [s for s in dict.fromkeys([Steps(), chosen]) if s.name in scores]
+        curve = pool_curve(padding, [h for _, h, _ in folds],
+                           {s: [matchers[i, s] for i in range(len(folds))] for s in shown}, held_out, progress)
+    return Selection(_table(scores), chosen, skipped, sizes, curve)
 
 
-def _held_out_scores(pool: TuningPool, steps: Steps, options: dict, tfidf_config: TfidfConfig,
-                     test: pd.DataFrame, test_images, test_signals: dict) -> dict:
-    """The recipe with these steps, tuned on ``pool``, scored on the held-out fold ``test``; ``test_signals``
-    keeps the fold's signals (and so its candidate pairs) for the next configuration."""
-    matcher = _tuned_matcher(pool, steps, options, tfidf_config)
+def pool_curve(padding: Padding, held_out: list[PaddedPool], matchers: dict, full_signals: list[dict] | None = None,
+               progress: bool = False, points: int = 3) -> pd.DataFrame:
+    """Held-out mean F1 (mean +- std over folds) of each configuration's fold matchers as each held-out fold is
+    searched in a pool growing from the fold alone to its padded size (``points`` sizes, geometric).
+    ``full_signals``: each fold's signals at its padded size, already computed."""
+    rows = []
+    for i, fold in enumerate(tqdm(held_out, desc="pool sizes", disable=not progress)):
+        sizes = np.unique(np.geomspace(fold.n_scored, len(fold.listings), points).round().astype(int))
+        for k, size in enumerate(sizes):
+            pool = padding.pool(fold.queries, ~fold.queries, int(size))
+            signals: dict = full_signals[i] if full_signals and size == len(fold.listings) else {}
+            for steps, fold_matchers in matchers.items():
+                rows.append({"steps": steps.name, "point": k, "pool": len(pool.listings),
+                             "mean_f1": _held_out_scores(fold_matchers[i], pool, signals)["mean_f1"]})
+    return (pd.DataFrame(rows).groupby(["steps", "point"], sort=False)
+            .agg(pool=("pool", "mean"), mean_f1=("mean_f1", "mean"), std_f1=("mean_f1", "std")).reset_index()
+            .drop(columns="point").assign(pool=lambda t: t["pool"].round().astype(int)))
+
+
+def _held_out_scores(matcher: Matcher, pool: PaddedPool, pool_signals: dict) -> dict:
+    """A tuned matcher scored on a held-out pool (its scored listings; the rest pad it); ``pool_signals`` keeps
+    the pool's signals (and so its candidate pairs) for the next configuration."""
     key = matcher.uses_title()
-    if key not in test_signals:
-        test_signals[key] = matcher.signals(test, test_images)
-    return score_matches(matcher.match_signals(test_signals[key]), test["label_group"]).as_dict()
+    if key not in pool_signals:
+        pool_signals[key] = matcher.signals(pool.listings, pool.images)
+        pool_signals[key].scored = pool.scored
+    return score_matches(matcher.match_signals(pool_signals[key]), pool.listings["label_group"],
+                         pool.scored).as_dict()
 
 
 def _tuned_matcher(pool: TuningPool, steps: Steps, options: dict, tfidf_config: TfidfConfig,
                    progress: bool = False) -> Matcher:
     """The recipe with exactly these steps, tuned on ``pool``."""
     concat = [s for s in options["concat"] if s in pool.signal_names]
-    recipe = pool.tune(**{**options, "concat": concat}, unit_filter=steps.unit_filter, blend=steps.blend)
+    recipe = pool.tune(**{**options, "concat": concat}, unit_filter=steps.unit_filter, blend=steps.blend,
+                       local_scale=steps.local_scale)
     recipe, classifier = pool.add_pair_classifier(recipe, steps.pair_classifier, progress)
     return Matcher(recipe, pool.encoder, tfidf_config, pair_classifier=classifier)
 

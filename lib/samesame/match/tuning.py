@@ -51,9 +51,11 @@ class TuningPool:
 
     @classmethod
     def of(cls, pool: pd.DataFrame, encoder: TitleEncoder | None, images, tfidf_config: TfidfConfig,
-           grid: TuningGrid, seed: int, progress: bool = False) -> "TuningPool":
-        """These labelled listings as a tuning pool (signals and candidates computed once, searched within the pool)."""
+           grid: TuningGrid, seed: int, progress: bool = False, scored: np.ndarray | None = None) -> "TuningPool":
+        """These labelled listings as a tuning pool (signals and candidates computed once, searched within the pool).
+        ``scored``: the listings the recipe is tuned for; the others only pad the pool to the size it will face."""
         signals = compute_signals(pool, encoder, tfidf_config, images)
+        signals.scored = scored
         return cls(encoder, signals, candidate_pairs(signals, MAX_MATCHES, progress), pool["label_group"].to_numpy(),
                    grid, seed)
 
@@ -67,31 +69,38 @@ class TuningPool:
     def scores(self, cands: Candidates, recipe: Recipe, score: np.ndarray | None = None) -> Scores:
         return pair_scores(cands, keep_pairs(cands, recipe, score), self.labels)
 
+    @property
+    def scored_labels(self) -> np.ndarray:
+        """The labels of the listings whose F1 counts (a padded pool's padding left out)."""
+        scored = None if self.signals is None else self.signals.scored
+        return self.labels if scored is None else self.labels[scored]
+
     def wins(self, new: Scores, old: Scores) -> bool:
         """Keep an optional step only when it beats going without on the mean **and** in most of
         ``grid.step_folds`` folds of the pool's label groups: a step that wins on one lucky subset of
         groups is noise, and it costs on an unseen pool."""
-        k = self.grid.step_folds
-        gains = new.fold_f1(self.labels, k, self.seed) - old.fold_f1(self.labels, k, self.seed)
+        k, labels = self.grid.step_folds, self.scored_labels
+        gains = new.fold_f1(labels, k, self.seed) - old.fold_f1(labels, k, self.seed)
         return new.mean_f1 > old.mean_f1 and int(np.sum(gains > 0)) > len(gains) // 2
 
     def tune(self, *, concat: Sequence[str], union_phash: bool = False, min2: bool = False,
-             unit_filter: bool | None = False, blend: bool | None = False) -> Recipe:
+             unit_filter: bool | None = False, blend: bool | None = False, local_scale: bool = False) -> Recipe:
         """Best recipe for one family of rules. ``unit_filter`` / ``blend``: True always, False never, None only
-        where the step wins on this pool (:meth:`wins`). Each distinct call is tuned once per pool: the step
-        configurations the selection compares share their rule (blending starts from the rule without it)."""
-        key = (tuple(concat), union_phash, min2, unit_filter, blend)
+        where the step wins on this pool (:meth:`wins`); ``local_scale``: on, its strength tuned, or off.
+        Each distinct call is tuned once per pool: the step configurations the selection compares share their
+        rule (blending starts from the rule without it)."""
+        key = (tuple(concat), union_phash, min2, unit_filter, blend, local_scale)
         if key not in self.tuned:
-            self.tuned[key] = self._tune(concat, union_phash, min2, unit_filter, blend)
+            self.tuned[key] = self._tune(concat, union_phash, min2, unit_filter, blend, local_scale)
         return self.tuned[key]
 
     def _tune(self, concat: Sequence[str], union_phash: bool, min2: bool, unit_filter: bool | None,
-              blend: bool | None) -> Recipe:
+              blend: bool | None, local_scale: bool) -> Recipe:
         filters = (False, True) if unit_filter is None else (bool(unit_filter),)
 
         def _tuned(cands):
             options = [tune_recipe(cands, self.labels, concat=concat, union_phash=union_phash, min2=min2,
-                                   unit_filter=u, grid=self.grid) for u in filters]
+                                   unit_filter=u, local_scale=local_scale, grid=self.grid) for u in filters]
             chosen = options[0]
             for other in options[1:]:        # the unit filter, when optional, must win across group folds
                 if self.wins(self.scores(cands, other), self.scores(cands, chosen)):
@@ -100,7 +109,8 @@ class TuningPool:
 
         if blend is False:
             return _tuned(self.cands)
-        recipe = self.tune(concat=concat, union_phash=union_phash, min2=min2, unit_filter=unit_filter, blend=False)
+        recipe = self.tune(concat=concat, union_phash=union_phash, min2=min2, unit_filter=unit_filter, blend=False,
+                           local_scale=local_scale)
         score = fused_score(self.cands, recipe.weights)
         best, best_scores = (None, None) if blend else (recipe, self.scores(self.cands, recipe))
         for t in (recipe.threshold + offset for offset in self.grid.blend_offsets):
@@ -125,11 +135,13 @@ class TuningPool:
         signals, cands, score = pool_candidates(self.signals, recipe)
         codes, _ = label_codes(self.labels)
         same = codes[cands.rows] == codes[cands.cols]
+        # a padded pool: the pairs of its scored listings (both directions), the padding's look-alikes included
+        touch = np.ones(len(same), bool) if cands.scored is None else cands.scored[cands.rows] | cands.scored[cands.cols]
         # pairs far below every matching pair's fused score are left out (p = 0): most candidates, few matches
-        floor = float(np.quantile(score[same], self.grid.pair_floor_quantile)) if same.any() else None
-        sub = classified_pairs(score, floor)
+        floor = float(np.quantile(score[same & touch], self.grid.pair_floor_quantile)) if (same & touch).any() else None
+        sub = np.intersect1d(classified_pairs(score, floor), np.flatnonzero(touch))
         if len(np.unique(same[sub])) < 2:      # a small pool where every pair above the floor matches
-            floor, sub = None, classified_pairs(score, None)
+            floor, sub = None, np.flatnonzero(touch)
         x, names = pair_classifier_features(signals, cands, score, sub)
         clf = self.grid.pair_classifier(self.seed)
         folds = np.minimum(codes[cands.rows], codes[cands.cols])[sub]       # (i, j) and (j, i) share a fold

@@ -47,11 +47,25 @@ def embed_for_matcher(matcher: Matcher, folder: str | Path, df: pd.DataFrame, *,
     return emb.vectors, emb.ok
 
 
-def fit_and_save(run, cfg: Settings, train: pd.DataFrame, folder: str | Path | None = None) -> Matcher:
+KAGGLE_STUB_ROWS = 3
+"""Kaggle's public test.csv holds 3 rows of a hidden test set of ~70,000: a test.csv this small says nothing of
+the pool the matcher will face."""
+
+
+def matcher_options(cfg: Settings, test_rows: int) -> MatcherOptions:
+    """The fit's options for a test.csv of ``test_rows`` listings: the pool the matcher is tuned for is test.csv's
+    size, or ``fusion.pool_size`` while test.csv is no bigger than Kaggle's public stub."""
+    options = cfg.matcher_options
+    return options.changed(pool_size=test_rows if test_rows > KAGGLE_STUB_ROWS else options.fusion.pool_size)
+
+
+def fit_and_save(run, cfg: Settings, train: pd.DataFrame, test_rows: int, folder: str | Path | None = None) -> Matcher:
     """Fit the matcher on all of ``train`` (cfg.data_dir's train.csv; images from the run's image model,
-    :func:`samesame.run.artefacts.best_model`) and save it, self-contained, to ``folder`` (default
-    ``runs/<RUN>/models/matcher``), with what :func:`saved_matcher_fits` checks before reusing it."""
+    :func:`samesame.run.artefacts.best_model`) for a test pool of ``test_rows`` listings (:func:`matcher_options`)
+    and save it, self-contained, to ``folder`` (default ``runs/<RUN>/models/matcher``), with what
+    :func:`saved_matcher_fits` checks before reusing it."""
     folder = Path(folder) if folder else matcher_path(run)
+    options = matcher_options(cfg, test_rows)
     started = time.perf_counter()
     spec = image_model_spec(run, cfg.image.image_size) if cfg.image.in_fusion else None
     images, files = None, []
@@ -63,11 +77,10 @@ def fit_and_save(run, cfg: Settings, train: pd.DataFrame, folder: str | Path | N
         images = (emb.vectors, emb.ok)
         files = ([embedder] if embedder else []) + ([models_dir(run) / WHITENING_FILE]
                                                     if spec.get("whitening_sha256") else [])
-    matcher = fit_matcher(train, cfg.matcher_options, image_embeddings=images,
-                          image_seen_groups=image_trained_groups(run, spec), cache_dir=cfg.cache_dir,
-                          progress=cfg.progress)
+    matcher = fit_matcher(train, options, image_embeddings=images, image_seen_groups=image_trained_groups(run, spec),
+                          cache_dir=cfg.cache_dir, progress=cfg.progress)
     matcher.info.update(train_sha256=file_sha256(cfg.data_dir / "train.csv"), n_train=len(train), image_model=spec,
-                        fit_options=options_key(cfg.matcher_options),
+                        fit_options=options_key(options),
                         fit_seconds=round(time.perf_counter() - started, 2))
     # the image model's own files travel with the matcher (make kaggle copies the folder)
     matcher.save(folder, {IMAGE_MODEL_DIR: files} if files else None)
@@ -89,7 +102,8 @@ def fit_summary(matcher: Matcher) -> dict:
     return {"method": matcher.name, "fit_seconds": matcher.info.get("fit_seconds"),
             "n_train": matcher.info.get("n_train"), "shipped": {"method": matcher.name, **selection["estimate"]},
             "chosen_steps": selection["chosen_name"], "selection": selection["table"], "skipped": selection["skipped"],
-            "tuning_groups": matcher.info.get("tuning_groups")}
+            "tuning_groups": matcher.info.get("tuning_groups"), "pools": selection.get("pools"),
+            "pool_curve": selection.get("curve")}
 
 
 def options_key(options: MatcherOptions) -> str:
@@ -110,9 +124,9 @@ def saved_matcher_fits(folder: str | Path, train_csv: str | Path, image_spec: di
             and info.get("image_model") == image_spec and info.get("fit_options") == options_key(options))
 
 
-def matcher_for(run, cfg: Settings, train: pd.DataFrame) -> tuple[Matcher, dict]:
+def matcher_for(run, cfg: Settings, train: pd.DataFrame, test_rows: int) -> tuple[Matcher, dict]:
     """The run's saved matcher when it was fitted on cfg.data_dir's train.csv with this image model and these
-    options, else a new fit (saved).
+    options (for a test.csv of ``test_rows`` listings), else a new fit (saved).
 
     Returns the matcher and ``{"matcher_loaded": bool, "fit_seconds": s, "load_seconds": s}`` for metrics.json
     (fit_seconds: time spent fitting now, 0 when loaded).
@@ -120,11 +134,11 @@ def matcher_for(run, cfg: Settings, train: pd.DataFrame) -> tuple[Matcher, dict]
     folder = matcher_path(run)
     spec = image_model_spec(run, cfg.image.image_size) if cfg.image.in_fusion else None
     started = time.perf_counter()
-    if saved_matcher_fits(folder, cfg.data_dir / "train.csv", spec, cfg.matcher_options):
+    if saved_matcher_fits(folder, cfg.data_dir / "train.csv", spec, matcher_options(cfg, test_rows)):
         matcher = Matcher.load(folder)
         return matcher, {"matcher_loaded": True, "fit_seconds": 0.0,
                          "load_seconds": round(time.perf_counter() - started, 2)}
-    matcher = fit_and_save(run, cfg, train, folder)
+    matcher = fit_and_save(run, cfg, train, test_rows, folder)
     return matcher, {"matcher_loaded": False, "fit_seconds": round(time.perf_counter() - started, 2),
                      "load_seconds": 0.0}
 

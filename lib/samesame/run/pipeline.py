@@ -124,7 +124,8 @@ def fit_run(profile_name: str, run_name: str, data_dir: str | None = None, runs_
     cfg = dataclasses.replace(cfg, data_dir=resolve_data_dir(cfg, data_dir))
     print("device:", configure_accelerator(cfg.precision), flush=True)
     run = Run(Path(runs_root) / run_name)
-    matcher = fit_and_save(run, cfg, load_dataset(cfg.data_dir).train)
+    ds = load_dataset(cfg.data_dir)
+    matcher = fit_and_save(run, cfg, ds.train, len(ds.test))
     command = (f"python -m samesame.run.pipeline fit --profile {profile_name} --run {run_name}"
                + (f" --data-dir {data_dir}" if data_dir else ""))
     run.record("fit", {**fit_summary(matcher), "command": command, "commit": git_commit()})

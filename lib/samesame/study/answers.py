@@ -226,7 +226,8 @@ def _errors(metrics: dict) -> str:
     if shipped:
         text += (f"The shipped recipe, `{shipped['method']}`, chosen by cross-fitting over train.csv's label groups, "
                  f"is estimated at {shipped['mean_f1']:.3f} ± {shipped['std_f1']:.3f} mean F1 on unseen groups "
-                 f"({shipped['folds']} held-out folds{_left_out(e.get('tuning_groups'))}). ")
+                 f"({shipped['folds']} held-out folds{_pool(shipped)}{_left_out(e.get('tuning_groups'))}). ")
+        text += pool_cost(e.get("pool_curve"), e.get("pools"))
     if "image" in singles:
         text += (f"Images alone score {singles['image']:.3f} in those half pools, which "
                  f"{versus_seed(singles['image'], SEED_BEST.test_mean_f1, 'best image-only')} (05 searches "
@@ -269,6 +270,32 @@ def _submission(metrics: dict) -> str:
     return head + "\n\n" + markdown_table([row, seed])
 
 
+def _pool(estimate: dict) -> str:
+    """Where an estimate was measured: the pool size its held-out folds were searched in."""
+    return f", each searched in a pool of {estimate['pool_size']:,} listings" if estimate.get("pool_size") else ""
+
+
+def pool_cost(curve: list[dict] | None, pools: dict | None) -> str:
+    """What the pool size costs: each recipe's held-out F1 on the fold alone and in the padded pool, and how far
+    the padding reached towards the target."""
+    if not curve:
+        return ""
+    by_steps: dict[str, list[dict]] = {}
+    for row in curve:
+        by_steps.setdefault(row["steps"], []).append(row)
+    parts = []
+    for steps, rows in by_steps.items():
+        small, large = min(rows, key=lambda r: r["pool"]), max(rows, key=lambda r: r["pool"])
+        parts.append(f"`{steps}` {small['mean_f1']:.3f} with {small['pool']:,} listings → {large['mean_f1']:.3f} "
+                     f"with {large['pool']:,}")
+    text = "Searched among more listings of other products, the held-out F1 falls: " + "; ".join(parts) + ". "
+    target = (pools or {}).get("target")
+    if target and pools.get("scored_in", target) < target:
+        text += (f"The pool the matcher will face holds {target:,} listings; train.csv padded the held-out pools only "
+                 f"to {pools['scored_in']:,}, so expect a little less there. ")
+    return text
+
+
 def _left_out(tuning_groups: dict | None) -> str:
     """The groups a fine-tuned image model trained on are left out of the recipe's tuning: say so, with counts."""
     if not tuning_groups or not tuning_groups.get("left out (the image model trained on them)"):
@@ -282,8 +309,9 @@ def _fit(metrics: dict) -> str:
     f = metrics["fit"]
     s = f["shipped"]
     text = (f"**Answer:** `make fit` ships `{f['method']}`. Of the step configurations cross-fitted over train.csv's "
-            f"label groups ({s['folds']} held-out folds), `{f['chosen_steps']}` scored best: {s['mean_f1']:.3f} ± "
-            f"{s['std_f1']:.3f} mean F1, the estimate for unseen groups{_left_out(f.get('tuning_groups'))}.")
+            f"label groups ({s['folds']} held-out folds{_pool(s)}), `{f['chosen_steps']}` scored best: "
+            f"{s['mean_f1']:.3f} ± {s['std_f1']:.3f} mean F1, the estimate for unseen groups"
+            f"{_left_out(f.get('tuning_groups'))}. " + pool_cost(f.get("pool_curve"), f.get("pools")))
     if f.get("command"):
         text += f" Fitted by `{f['command']}` at commit {f.get('commit')}."
     if f.get("skipped"):

@@ -109,6 +109,19 @@ def plot_scores_bar(table: pd.DataFrame, value_cols: Sequence[str] = ("train_mea
     return fig
 
 
+def plot_pool_curve(curve: pd.DataFrame | None, title: str = "Held-out mean F1 as the searched pool grows"):
+    """Mean F1 (± std over held-out folds) against the number of listings searched, one line per recipe."""
+    if curve is None or curve.empty:
+        return _nothing_to_plot(title)
+    fig, ax = plt.subplots(figsize=(7, 4))
+    for steps, rows in curve.groupby("steps", sort=False):
+        ax.errorbar(rows["pool"], rows["mean_f1"], yerr=rows["std_f1"].fillna(0), marker="o", capsize=3, label=steps)
+    ax.set(xscale="log", xlabel="listings searched (held-out fold + padding of other groups)", ylabel="mean F1",
+           title=title)
+    ax.legend()
+    return fig
+
+
 def show_query(df: pd.DataFrame, query: int, predicted: Sequence[int], max_shown: int = 6, thumb: int = 120):
     """The seed's gallery: a query's true group (top) and predicted group (bottom).
 
