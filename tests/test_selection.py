@@ -110,7 +110,7 @@ def test_selection_round_trips_through_json():
     assert again.estimate == {"mean_f1": 0.85, "std_f1": 0.05, "mean_precision": 0.9, "mean_recall": 0.8, "folds": 2,
                               "pool_size": 400}
     pd.testing.assert_frame_equal(again.curve, curve)
-    assert Selection.from_dict(Selection(table, Steps()).to_dict()).curve is None
+    assert Selection.from_dict(Selection(table, Steps(unit_filter=True)).to_dict()).curve is None
 
 
 def test_dropped_signals_name_what_is_missing_and_why():
