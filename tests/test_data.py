@@ -89,8 +89,9 @@ def test_test_csv_must_not_have_labels(tmp_path):
 
 
 def test_csv_only_folder_is_supported(tmp_path):
-    write_listings(tmp_path, [ROW, ROW | {"posting_id": "train_2"}])
-    ds = load_dataset(tmp_path)
+    write_listings(tmp_path, [ROW | {"posting_id": f"train_{i}", "label_group": i // 2} for i in range(4)])
+    with pytest.warns(UserWarning, match="test.csv not found: the test set is empty"):
+        ds = load_dataset(tmp_path)
     assert ds.image_counts() == {"train": 0, "test": 0}
     assert len(ds.test) == 0
 
@@ -124,9 +125,9 @@ def test_real_dev_table_loads(shopee_dev):
 ])
 def test_label_groups_are_parsed_exactly_never_through_float(tmp_path, labels, expected):
     path = tmp_path / "train.csv"
-    path.write_text(HEADER + "".join(GOOD.format(i=i).replace(",1\n", f",{g}\n") for i, g in enumerate(labels)))
+    path.write_text(HEADER + "".join(GOOD.format(i=i).replace(",1\n", f",{g}\n") for i, g in enumerate(labels * 2)))
     groups = read_listings(path, labelled=True)["label_group"]
-    assert groups.dtype == "int64" and groups.tolist() == expected
+    assert groups.dtype == "int64" and groups.tolist() == expected * 2
 
 
 @pytest.mark.parametrize("label, message", [
@@ -164,3 +165,37 @@ def test_a_non_utf8_byte_is_reported_at_its_own_line(tmp_path):
     with pytest.raises(DataError, match=f"{path}: line 41 is not UTF-8 text \\(byte 0xe9, byte 35 of that line\\)\\. "
                                         "Re-save it as UTF-8"):
         read_listings(path, labelled=True)
+
+
+def test_a_posting_id_with_a_space_is_refused_at_its_line(tmp_path):
+    """Submissions separate ids by spaces: 'test 1' used to surface as "lacks itself in matches" after the fit."""
+    rows = [ROW | {"posting_id": "train 1"}, ROW | {"posting_id": "train_2"}]
+    with pytest.raises(DataError, match=r"1 row\(s\) with a space in posting_id: line 2 \('train 1'\); .*remove them"):
+        read_listings(write_listings(tmp_path, rows), labelled=True)
+
+
+def test_a_semicolon_separated_csv_is_told_to_use_commas(tmp_path):
+    path = tmp_path / "test.csv"
+    path.write_text("posting_id;image;image_phash;title\ntest_1;a.jpg;94974f937d4c2433;kopi, bubuk\n")
+    with pytest.raises(DataError, match=f"{path}: the header is separated by ';', not commas: save the file as a "
+                                        "comma-separated csv"):
+        read_listings(path, labelled=False)
+
+
+@pytest.mark.parametrize("labels, paired", [([1, 2, 3, 4], 0), ([1, 1, 2], 1)], ids=["every group unique", "3 rows"])
+def test_a_train_csv_with_too_few_groups_of_two_is_refused(tmp_path, labels, paired):
+    """Nothing to learn a match from: the fit used to ship a 0.99 estimate, or blame the image model."""
+    path = tmp_path / "train.csv"
+    path.write_text(HEADER + "".join(GOOD.format(i=i).replace(",1\n", f",{g}\n") for i, g in enumerate(labels)))
+    with pytest.raises(DataError, match=f"{path}: {paired} label group\\(s\\) of two or more listings .*at least 2 "
+                                        "needed.*give the listings of one product the same label_group"):
+        read_listings(path, labelled=True)
+
+
+def test_images_unzipped_one_folder_too_deep_are_found_with_a_warning(tiny_kaggle):
+    (tiny_kaggle / "train_images").rename(tiny_kaggle / "nested")
+    (tiny_kaggle / "train_images").mkdir()
+    (tiny_kaggle / "nested").rename(tiny_kaggle / "train_images" / "train_images")
+    with pytest.warns(UserWarning, match="one folder deeper.*mv "):
+        ds = load_dataset(tiny_kaggle)
+    assert ds.image_counts()["train"] == 2

@@ -34,6 +34,9 @@ _PARSER_LINE = re.compile(r"(?:in line (\d+)|starting at row (\d+))")
 _NUMBER = re.compile(r"^[+-]?(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?$")
 INT64 = (-2**63, 2**63 - 1)
 REFETCH = "re-download it (make data) or regenerate the sample (make sample)"
+MIN_PAIRED_GROUPS = 2
+"""Label groups of two or more listings train.csv needs: a matcher learns what a match looks like on some of them
+and checks it on others (all-unique groups left nothing to learn and still read as a 0.99 estimate)."""
 
 
 class DataError(ValueError):
@@ -81,11 +84,14 @@ def read_listings(csv_path: str | Path, *, labelled: bool, image_dir: str | Path
     if df.empty:
         raise DataError(f"{csv_path} has a header but no rows: there is nothing to match.")
     _check_unique_ids(df, csv_path)
+    _check_rows(df, df["posting_id"].str.contains(r"\s"), csv_path, "a space in posting_id",
+                "a submission separates ids by spaces, so remove them from those ids (Kaggle's have none)")
     df["image_phash"] = df["image_phash"].str.strip().str.lower()
     _check_rows(df, ~df["image_phash"].str.match(_HEX16), csv_path,
                 "image_phash is not 16 hex digits", "recompute them as str(imagehash.phash(image))")
     if labelled:
         df["label_group"] = _label_groups(df, csv_path)
+        _check_paired_groups(df["label_group"], csv_path)
     df["title"] = df["title"].map(decode_title)
     df["image_path"] = _resolve_images(df["image"], image_dir)
     return df[expected + ["image_path"]]
@@ -107,6 +113,17 @@ def _label_groups(df: pd.DataFrame, path: Path) -> pd.Series:
     return values.map(int).astype(np.int64)
 
 
+def _check_paired_groups(groups: pd.Series, path: Path) -> None:
+    """At least :data:`MIN_PAIRED_GROUPS` label groups hold two or more listings."""
+    sizes = groups.value_counts()
+    paired = int((sizes >= 2).sum())
+    if paired < MIN_PAIRED_GROUPS:
+        raise DataError(f"{path}: {paired} label group(s) of two or more listings (of {len(sizes)} groups in "
+                        f"{len(groups)} rows), at least {MIN_PAIRED_GROUPS} needed to learn and check what a match "
+                        "is: give the listings of one product the same label_group, or use the competition's "
+                        "train.csv.")
+
+
 def _integer(text: str) -> decimal.Decimal | None:
     """The integer ``text`` states exactly ("7", "-7", "7.0", "7e3"), as a Decimal; None when it is no number or
     not a whole one. A Decimal, not an int, so that "1e999999999" costs nothing before its range is checked."""
@@ -118,6 +135,7 @@ def _integer(text: str) -> decimal.Decimal | None:
 
 def _read_csv(path: Path) -> pd.DataFrame:
     """pandas' csv parser, its errors turned into a DataError naming the file, the line and the fix."""
+    _check_delimiter(path)
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("error", pd.errors.ParserWarning)   # longer rows would silently lose fields
@@ -142,6 +160,20 @@ def _read_csv(path: Path) -> pd.DataFrame:
         raise DataError(_not_utf8(path)) from None
     _check_field_counts(path, len(df.columns))
     return df
+
+
+def _check_delimiter(path: Path) -> None:
+    """Refuse a header separated by ';', tabs or '|' (a spreadsheet's export): pandas would read it as one column,
+    or blame a comma inside a title."""
+    try:
+        with open(path, encoding="utf-8-sig") as f:
+            header = f.readline()
+    except UnicodeDecodeError:
+        return                                         # not text: the parser's error says where
+    other = next((d for d in (";", "\t", "|") if d in header), None)
+    if other and "," not in header:
+        raise DataError(f"{path}: the header is separated by {other!r}, not commas: save the file as a "
+                        f"comma-separated csv (the competition's format), or {REFETCH}.")
 
 
 def _not_utf8(path: Path) -> str:
@@ -208,23 +240,49 @@ def _check_rows(df: pd.DataFrame, bad: pd.Series, path: Path, what: str, fix: st
 
 
 def _resolve_images(names: pd.Series, image_dir: str | Path | None) -> pd.Series:
-    """Absolute path of each listing's image file, None where the folder or the file is absent."""
+    """Absolute path of each listing's image file, None where the folder or the file is absent.
+
+    Images unzipped one folder too deep (``train_images/train_images/*.jpg``) are found there, with a warning:
+    otherwise none would be found and the image signal would silently drop out.
+    """
     if image_dir is None or not Path(image_dir).is_dir():
         return pd.Series([None] * len(names), index=names.index, dtype=object)
     image_dir = Path(image_dir).resolve()
     present = {p.name for p in image_dir.iterdir()}
+    nested = image_dir / image_dir.name
+    if nested.is_dir() and not present & set(names):
+        warnings.warn(f"{image_dir} holds its images one folder deeper, in {nested}: using them; move them up "
+                      f"a level (mv {nested}/* {image_dir}/) to silence this", stacklevel=3)
+        image_dir, present = nested, {p.name for p in nested.iterdir()}
     return pd.Series([str(image_dir / n) if n in present else None for n in names], index=names.index, dtype=object)
 
 
-def load_dataset(data_dir: str | Path) -> Dataset:
-    """Load a Kaggle-layout folder (train.csv required; test.csv and images optional)."""
+def check_data_dir(data_dir: str | Path) -> Path:
+    """``data_dir`` as a Path, or a DataError naming it and the fix unless it is a folder holding train.csv
+    (the pipeline checks it before any work starts)."""
     data_dir = Path(data_dir)
+    where = "run `make sample` or `make data`, or pass DATA_DIR=<a Kaggle-layout folder>"
+    if not data_dir.exists():
+        raise DataError(f"DATA_DIR {data_dir} does not exist: {where}.")
     if not data_dir.is_dir():
-        raise DataError(f"DATA_DIR {data_dir} does not exist: run `make sample` or `make data`, or pass DATA_DIR=<folder>.")
+        raise DataError(f"DATA_DIR {data_dir} is a file, not a folder: {where}.")
+    if not (data_dir / "train.csv").is_file():
+        raise DataError(f"DATA_DIR {data_dir} has no train.csv: {where}.")
+    return data_dir
+
+
+def load_dataset(data_dir: str | Path) -> Dataset:
+    """Load a Kaggle-layout folder (train.csv required; test.csv and images optional: without test.csv the test
+    set is empty, with a warning, and only a submission refuses it)."""
+    data_dir = check_data_dir(data_dir)
     train = read_listings(data_dir / "train.csv", labelled=True, image_dir=data_dir / "train_images")
     test_csv = data_dir / "test.csv"
-    test = (read_listings(test_csv, labelled=False, image_dir=data_dir / "test_images")
-            if test_csv.exists() else train.iloc[:0].drop(columns="label_group"))
+    if test_csv.exists():
+        test = read_listings(test_csv, labelled=False, image_dir=data_dir / "test_images")
+    else:
+        warnings.warn(f"{test_csv} not found: the test set is empty (01-06 run on train.csv; a submission needs "
+                      "the competition's test.csv there)", stacklevel=2)
+        test = train.iloc[:0].drop(columns="label_group")
     solution_csv = data_dir / SOLUTION_FILE
     solution = pd.read_csv(solution_csv, dtype=str) if solution_csv.exists() else None
     return Dataset(data_dir, train, test, solution)
