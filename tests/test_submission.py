@@ -40,3 +40,24 @@ def test_write_validates_and_scores(tmp_path):
     assert score_submission(sub, solution).mean_f1 == 1.0
     solution.loc[2, "matches"] = "t2 t0"
     assert score_submission(sub, solution).per_row.loc["t2", "f1"] == pytest.approx(2 / 3)
+
+
+def test_a_submission_without_test_listings_says_test_csv_is_missing(tmp_path):
+    """A DATA_DIR without test.csv gave an empty test set, then an AttributeError inside the check."""
+    empty = pd.DataFrame({"posting_id": pd.Series([], dtype=object)})
+    with pytest.raises(SubmissionError, match="no test listings to submit: DATA_DIR has no test.csv"):
+        write_submission(build_submission(empty, []), empty, tmp_path / "submission.csv")
+    assert not (tmp_path / "submission.csv").exists()
+
+
+def test_an_empty_matches_cell_is_named_not_a_type_error():
+    sub = pd.DataFrame({"posting_id": ["t0", "t1", "t2"], "matches": ["t0", np.nan, "t2"]})
+    with pytest.raises(SubmissionError, match="1 listings have an empty matches cell, e.g. 't1'"):
+        validate_submission(sub, TEST)
+
+
+def test_a_posting_id_with_a_space_is_named_as_such():
+    test = pd.DataFrame({"posting_id": ["t0", "t 1"]})
+    sub = pd.DataFrame({"posting_id": ["t0", "t 1"], "matches": ["t0", "t 1"]})
+    with pytest.raises(SubmissionError, match="1 posting ids hold a space, e.g. 't 1'"):
+        validate_submission(sub, test)

@@ -30,8 +30,19 @@ def build_submission(df: pd.DataFrame, matches: Sequence[np.ndarray]) -> pd.Data
 
 def validate_submission(sub: pd.DataFrame, test: pd.DataFrame) -> None:
     """Raise :class:`SubmissionError` unless every test listing appears exactly once with itself among ≤50 matches."""
+    if test.empty:
+        raise SubmissionError("no test listings to submit: DATA_DIR has no test.csv; put the competition's test.csv "
+                              "beside train.csv")
     if list(sub.columns) != ["posting_id", "matches"]:
         raise SubmissionError(f"columns must be ['posting_id', 'matches'], got {list(sub.columns)}")
+    spaced = [pid for pid in test["posting_id"] if any(c.isspace() for c in str(pid))]
+    if spaced:
+        raise SubmissionError(f"{len(spaced)} posting ids hold a space, e.g. {spaced[0]!r}: matches are separated "
+                              "by spaces, so remove the spaces from those ids in test.csv")
+    empty = sub["posting_id"][sub["matches"].map(lambda m: not isinstance(m, str) or not m.split())]
+    if len(empty):
+        raise SubmissionError(f"{len(empty)} listings have an empty matches cell, e.g. {empty.iloc[0]!r}: every "
+                              "listing matches at least itself; write its own posting_id there")
     dup = sub["posting_id"][sub["posting_id"].duplicated()]
     if len(dup):
         raise SubmissionError(f"{len(dup)} posting ids appear more than once, e.g. {dup.iloc[0]!r}")
