@@ -173,6 +173,27 @@ def test_a_chunk_of_the_wrong_shape_warns_and_is_recomputed(tmp_path, tiny_model
     assert counting.calls == 1
 
 
+def test_a_chunk_full_of_nan_warns_and_is_recomputed(tmp_path, tiny_model, small_chunks):
+    paths = _images(tmp_path, 4)
+    embed_images(paths, FakeBackbone(tiny_model), cache_dir=tmp_path / "cache", progress=False)
+    (chunk,) = (tmp_path / "cache").glob("*/chunk_00000.npz")
+    np.savez(chunk, vectors=np.full((4, 4), np.nan, np.float32), status=np.array(["ok"] * 4))
+    with pytest.warns(UserWarning, match=f"{chunk}: embedding-cache chunk holds NaN or infinite vectors"):
+        again = embed_images(paths, FakeBackbone(tiny_model), cache_dir=tmp_path / "cache", progress=False)
+    assert np.isfinite(again.vectors).all()
+
+
+def test_a_folder_in_a_chunks_place_is_replaced_by_the_chunk(tmp_path, tiny_model, small_chunks):
+    paths = _images(tmp_path, 4)
+    embed_images(paths, FakeBackbone(tiny_model), cache_dir=tmp_path / "cache", progress=False)
+    (chunk,) = (tmp_path / "cache").glob("*/chunk_00000.npz")
+    chunk.unlink()
+    chunk.mkdir()
+    with pytest.warns(UserWarning, match=f"{chunk}: unreadable embedding-cache chunk"):
+        embed_images(paths, FakeBackbone(tiny_model), cache_dir=tmp_path / "cache", progress=False)
+    assert chunk.is_file()
+
+
 def test_save_chunk_replaces_atomically(tmp_path, monkeypatch):
     """A kill during the write leaves the previous chunk (or none), never a partial one."""
     path = tmp_path / "chunk_00000.npz"

@@ -15,6 +15,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import shutil
 import warnings
 import zipfile
 from collections import deque
@@ -132,6 +133,10 @@ def _load_chunk(path: Path, rows: range, vectors: np.ndarray, status: np.ndarray
                       f"{chunk_status.shape}, expected {len(rows)} rows of {vectors.shape[1]} values; recomputing "
                       "them and overwriting it", stacklevel=2)
         return False
+    if not np.isfinite(chunk_vectors).all() or not np.isin(chunk_status, STATUSES).all():
+        warnings.warn(f"{path}: embedding-cache chunk holds NaN or infinite vectors or unknown statuses, which no "
+                      f"embedding has; recomputing its {len(rows)} rows and overwriting it", stacklevel=2)
+        return False
     vectors[rows.start : rows.stop] = chunk_vectors
     status[rows.start : rows.stop] = chunk_status
     return True
@@ -146,9 +151,12 @@ def _chunks_to_compute(cache: Path | None, n: int, vectors: np.ndarray, status: 
 
 
 def _save_chunk(path: Path, rows: range, vectors: np.ndarray, status: np.ndarray) -> None:
-    """Write via a temporary file and rename, so a killed run never leaves a half-written chunk."""
+    """Write via a temporary file and rename, so a killed run never leaves a half-written chunk; a folder in the
+    chunk's place (no chunk, :func:`_load_chunk` warned) is removed first."""
     tmp = path.with_suffix(".tmp.npz")
     np.savez(tmp, vectors=vectors[rows.start : rows.stop], status=status[rows.start : rows.stop])
+    if path.is_dir():
+        shutil.rmtree(path)
     os.replace(tmp, path)
 
 
