@@ -156,7 +156,10 @@ def test_make_all_with_a_misspelt_key_fails_before_running_anything(tmp_path):
     ("tiny", lambda c: c["study"].update(phash_max_threshold=-5), "study.phash_max_threshold = -5 is not valid: "
                                                                   "expected a Hamming distance in 0..64"),
     ("gpu", lambda c: c.update(tuning={"thresholds": [0.95, 0.2, 0.01]}),
-     r"tuning.thresholds = \[0.95, 0.2, 0.01\] is not valid: expected \[start, stop, step\] with -1 <="),
+     r"tuning.thresholds = \[0.95, 0.2, 0.01\] is not valid: expected \[start, stop, step\] with 0.001 <="),
+    ("gpu", lambda c: c.update(tuning={"thresholds": [-0.5, 0.9, 0.01]}),     # every listing would match every other
+     r"tuning.thresholds = \[-0.5, 0.9, 0.01\] is not valid: .*at 0 every candidate pair matches"),
+    ("gpu", lambda c: c.update(tuning={"phash_max_bits": 40}), r"tuning.phash_max_bits = 40 is not valid: .*0..31"),
     ("gpu", lambda c: c.update(tuning={"probabilities": [0.05, 0.95, 0]}),
      r"tuning.probabilities = \[0.05, 0.95, 0\] is not valid"),
     ("gpu", lambda c: c.update(tuning={"thresholds": [0.2, "0.9", 0.01]}),
@@ -195,10 +198,10 @@ def test_a_bad_value_stops_the_run_naming_the_file_the_key_and_what_is_expected(
 def test_null_stands_where_the_type_allows_it_and_an_int_where_a_float_goes(configs):
     _edit(configs / "tiny.yaml", lambda c: (c["image"].update(image_size=None), c["finetune"].update(lr=1),
                                             c.update(fusion={"union_phash": False, "blend": True, "unit_filter": None},
-                                                     tuning={"thresholds": [0, 1, 1]})))
+                                                     tuning={"thresholds": [1, 1, 1]})))
     cfg = load("tiny", configs_dir=configs)
     assert cfg.image.image_size is None and cfg.finetune.lr == 1 and cfg.fusion.blend is True
-    assert cfg.tuning.thresholds == (0, 1, 1) and isinstance(cfg.image.backbones, tuple)
+    assert cfg.tuning.thresholds == (1, 1, 1) and isinstance(cfg.image.backbones, tuple)
 
 
 def test_base_yaml_itself_is_checked(configs):

@@ -139,7 +139,7 @@ class Recipe:
         d = check.mapping(d, None, required=("weights", "threshold"), known=[f.name for f in dataclasses.fields(cls)])
         blend, step, local = d.get("blend"), d.get("pair_classifier"), d.get("local_scale")
         return cls(weights=check.weights(d["weights"], "weights"),
-                   threshold=check.number(d["threshold"], "threshold", SIMILARITY),
+                   threshold=check.keep(d["threshold"], "threshold"),
                    union=check.thresholds(d.get("union"), "union"),
                    unit_filter=check.boolean(d.get("unit_filter", False), "unit_filter"),
                    min2=check.optional(d.get("min2"), "min2", SIMILARITY),
@@ -207,6 +207,13 @@ class _Checker:
             self.fail(key, value, "a finite number" + (f" in [{bounds[0]:g}, {bounds[1]:g}]" if bounds else ""))
         return float(value)
 
+    def keep(self, value, key: str) -> float:
+        """A threshold that decides a match (fused, union, probability): in (0, 1], since at 0 or below every
+        candidate pair would match."""
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 < value <= 1:    # NaN fails too
+            self.fail(key, value, "a number in (0, 1]: at 0 or below, every candidate pair would match")
+        return float(value)
+
     def optional(self, value, key: str, bounds: tuple[float, float] | None = None) -> float | None:
         return None if value is None else self.number(value, key, bounds)
 
@@ -220,7 +227,7 @@ class _Checker:
         if d is None:
             return {}
         d = self.mapping(d, key, known=list(SIGNALS), noun="signals")
-        return {name: self.number(v, f"{key}.{name}", SIMILARITY) for name, v in d.items()}
+        return {name: self.keep(v, f"{key}.{name}") for name, v in d.items()}
 
     def weights(self, d, key: str) -> dict[str, float]:
         d = self.mapping(d, key, known=list(SIGNALS), noun="signals")
@@ -249,7 +256,7 @@ class _Checker:
     def pair_step(self, d) -> PairStep:
         d = self.mapping(d, "pair_classifier", required=("threshold",),
                          known=[f.name for f in dataclasses.fields(PairStep)])
-        return PairStep(self.number(d["threshold"], "pair_classifier.threshold", PROBABILITY),
+        return PairStep(self.keep(d["threshold"], "pair_classifier.threshold"),
                         self.optional(d.get("min2"), "pair_classifier.min2", PROBABILITY),
                         self.optional(d.get("floor"), "pair_classifier.floor"))
 

@@ -104,9 +104,10 @@ class ConfigError(ValueError):
     file, what to do."""
 
 
-def _grid(low: float, high: float) -> Callable[[list], bool]:
-    """A ``[start, stop, step]`` grid within [low, high] that yields at least one value."""
-    return lambda v: len(v) == 3 and low <= v[0] <= v[1] <= high and v[2] > 0
+def _keep_grid(v: list) -> bool:
+    """A ``[start, stop, step]`` grid of match thresholds within (0, 1] that yields at least one value: at 0 or below
+    every candidate pair would match, and the grid is rounded to 0.001 (TuningGrid)."""
+    return len(v) == 3 and 0.001 <= v[0] <= v[1] <= 1 and v[2] > 0
 
 
 LIMITS: list[tuple[str, Callable[[Any], bool], str]] = [
@@ -117,11 +118,15 @@ LIMITS: list[tuple[str, Callable[[Any], bool], str]] = [
     ("*fraction", lambda v: 0 < v < 1, "a number in (0, 1)"),
     ("*_quantile", lambda v: 0 <= v < 1, "a number in [0, 1)"),
     ("*.dropout", lambda v: 0 <= v < 1, "a number in [0, 1)"),
-    ("*.thresholds", _grid(-1, 1), "[start, stop, step] with -1 <= start <= stop <= 1 and step > 0"),
-    ("*.probabilities", _grid(0, 1), "[start, stop, step] with 0 <= start <= stop <= 1 and step > 0"),
+    ("*.thresholds", _keep_grid, "[start, stop, step] with 0.001 <= start <= stop <= 1 and step > 0 (at 0 every "
+                                 "candidate pair matches)"),
+    ("*.probabilities", _keep_grid, "[start, stop, step] with 0.001 <= start <= stop <= 1 and step > 0 (at 0 every "
+                                    "candidate pair matches)"),
     ("*min2_grid", lambda v: len(v) == 2 and 0 <= v[0] < 1 and v[1] > 0, "[start, step] with 0 <= start < 1, step > 0"),
     ("*.blend_offsets", lambda v: len(v) > 0 and all(0 <= x < 1 for x in v), "a non-empty list of numbers in [0, 1)"),
     ("tuning.weights", lambda v: len(v) > 0 and all(w >= 0 for w in v), "a non-empty list of numbers >= 0"),
+    ("tuning.phash_max_bits", lambda v: 0 <= v <= 31, "a Hamming distance in 0..31 (from 32 bits on, the phash "
+                                                        "union would match every pair)"),
     ("*.phash_max_*", lambda v: 0 <= v <= 64, "a Hamming distance in 0..64"),
     ("*.train_layers", lambda v: 0 <= v <= 12, "0..12 (e5-small has 12 layers)"),
     ("*.max_len", lambda v: v >= 3, "an integer >= 3 (<s>, </s> and one token)"),
