@@ -186,6 +186,14 @@ def test_make_all_with_a_misspelt_key_fails_before_running_anything(tmp_path):
     ("kaggle", lambda c: c.update(progress="false"), "progress = 'false' is str: expected true or false"),
     ("kaggle", lambda c: c.update(tfidf={"char_ngrams": [4, 2]}), r"tfidf.char_ngrams = \[4, 2\] is not valid"),
     ("tiny", lambda c: c["sample"].update(n_groups=0), "sample.n_groups = 0 is not valid: expected an integer >= 1"),
+    # well typed but wrong: these failed only inside 03, 04 or 16 s into a fit
+    ("kaggle", lambda c: c["image"].update(backbones=["efficientnet_lite0", "effnet_b9"]),
+     r"image.backbones = \['efficientnet_lite0', 'effnet_b9'\] is not valid: expected a non-empty list of \["),
+    ("kaggle", lambda c: c["finetune"].update(backbone="effnet_b9"), "finetune.backbone = 'effnet_b9' is not valid"),
+    ("kaggle", lambda c: c["finetune"].update(heads=["cosface"]),
+     r"finetune.heads = \['cosface'\] is not valid: expected a non-empty list of \['softmax', 'arcface'\]"),
+    ("kaggle", lambda c: c.update(tfidf={"word_weight": 0, "char_weight": 0}),
+     "tfidf = .* is not valid: expected word_weight or char_weight > 0"),
 ])
 def test_a_bad_value_stops_the_run_naming_the_file_the_key_and_what_is_expected(configs, profile, change, message):
     path = configs / f"{profile}.yaml"

@@ -14,7 +14,6 @@ from __future__ import annotations
 import dataclasses
 import difflib
 import math
-import types
 import typing
 from dataclasses import dataclass
 from fnmatch import fnmatchcase
@@ -24,8 +23,11 @@ from typing import Any, Callable
 import yaml
 
 from samesame.core.splits import Split
+from samesame.core.typed import type_problem
+from samesame.image.backbones import available_backbones
 from samesame.image.embed import PRECISIONS
 from samesame.image.finetune import FinetuneSettings
+from samesame.image.finetune.models import HEADS, UNFREEZE_MODES
 from samesame.match.options import FusionOptions, MatcherOptions, TuningGrid
 from samesame.run.runs import plain
 from samesame.text.title_model import TITLE_MODELS, TitleModelConfig
@@ -111,7 +113,8 @@ def _keep_grid(v: list) -> bool:
 
 
 LIMITS: list[tuple[str, Callable[[Any], bool], str]] = [
-    # (dotted-key pattern, test, what is expected): the first pattern matching a key applies; a null is not tested
+    # (dotted-key pattern, test, what is expected): the first pattern matching a key applies; a null is not tested;
+    # a section (a mapping) is tested as a whole, as the files read so far make it
     ("*seed", lambda v: v >= 0, "an integer >= 0"),
     ("precision", lambda v: v in PRECISIONS, f"one of {list(PRECISIONS)}"),
     ("title_model", lambda v: v in TITLE_MODELS, f"one of {sorted(TITLE_MODELS)} (samesame.text.title_model)"),
@@ -131,9 +134,14 @@ LIMITS: list[tuple[str, Callable[[Any], bool], str]] = [
     ("*.train_layers", lambda v: 0 <= v <= 12, "0..12 (e5-small has 12 layers)"),
     ("*.max_len", lambda v: v >= 3, "an integer >= 3 (<s>, </s> and one token)"),
     ("finetune.epochs", lambda v: len(v) > 0 and all(e >= 1 for e in v), "a non-empty list of integers >= 1"),
-    ("*.backbones", len, "a non-empty list"),
-    ("finetune.unfreeze", len, "a non-empty list"),
-    ("finetune.heads", len, "a non-empty list"),
+    ("*.backbones", lambda v: len(v) > 0 and set(v) <= set(available_backbones()),
+     f"a non-empty list of {available_backbones()}"),
+    ("finetune.backbone", lambda v: v in available_backbones(), f"one of {available_backbones()}"),
+    ("finetune.unfreeze", lambda v: len(v) > 0 and set(v) <= set(UNFREEZE_MODES),
+     f"a non-empty list of {list(UNFREEZE_MODES)}"),
+    ("finetune.heads", lambda v: len(v) > 0 and set(v) <= set(HEADS), f"a non-empty list of {list(HEADS)}"),
+    ("tfidf", lambda v: v["word_weight"] > 0 or v["char_weight"] > 0,
+     "word_weight or char_weight > 0 (the TF-IDF signal needs its word or its char part)"),
     ("*epochs", lambda v: v >= 0, "an integer >= 0"),
     ("*.pair_max_leaf_nodes", lambda v: v >= 2, "an integer >= 2"),
     ("*_weight", lambda v: v >= 0, "a number >= 0"),
@@ -248,11 +256,12 @@ def _check(config: dict, cls: type, source: str, base_path: str, base: dict | No
                 raise ConfigError(f"{source}: {name!r} must be a mapping like in {base_path}, got {value!r}; "
                                   f"override single keys as {name}: {{key: value}}")
             _check(value, kind, source, base_path, like, f"{name}.")
-            continue
-        problem = _type_problem(value, kind)
-        if problem:
-            example = f", like {like!r} in {base_path}" if base is not None else ""
-            raise ConfigError(f"{source}: {name} = {value!r} {problem}{example}. Correct {name} in {source}.")
+            value = value if like is None else merge(like, value)
+        else:
+            problem = type_problem(value, kind)
+            if problem:
+                example = f", like {like!r} in {base_path}" if base is not None else ""
+                raise ConfigError(f"{source}: {name} = {value!r} {problem}{example}. Correct {name} in {source}.")
         limit = next(((test, expected) for pattern, test, expected in LIMITS if fnmatchcase(name, pattern)), None)
         if value is not None and limit is not None and not _passes(limit[0], value):
             raise ConfigError(f"{source}: {name} = {value!r} is not valid: expected {limit[1]}. "
@@ -261,57 +270,6 @@ def _check(config: dict, cls: type, source: str, base_path: str, base: dict | No
     if missing:
         raise ConfigError(f"{source}: {prefix or 'the top level'} lacks {[prefix + k for k in missing]}: base.yaml "
                           "holds every setting once (profiles override). Restore them from git.")
-
-
-_TYPE_NAMES = {bool: "true or false", int: "an integer", float: "a number", str: "a string", Path: "a path"}
-
-
-def _type_problem(value, kind) -> str | None:
-    """Why ``value`` cannot be a ``kind`` (None: it can). An int stands for a float; a list for a tuple."""
-    args = typing.get_args(kind)
-    if typing.get_origin(kind) in (typing.Union, types.UnionType):     # X | None
-        if value is None:
-            return None
-        problem = _type_problem(value, next(a for a in args if a is not type(None)))
-        return problem and f"{problem} or null"
-    if typing.get_origin(kind) is tuple:
-        if not isinstance(value, list):
-            return f"is {_name(value)}: expected {_describe(kind)}"
-        items = typing.get_args(kind)
-        item = items[0]
-        if items[-1] is not Ellipsis and len(value) != len(items):
-            return f"has {len(value)} items: expected {len(items)}"
-        wrong = [x for x in value if not _is(x, item)]
-        if wrong:
-            return f"holds {wrong[0]!r} ({_name(wrong[0])}): expected every item to be {_TYPE_NAMES[item]}"
-        return None
-    if value is None or not _is(value, kind):
-        hint = (" (YAML reads a number like 5e-5 as text: write 5.0e-5)"
-                if isinstance(value, str) and kind is float and _is_float_text(value) else "")
-        return f"is {_name(value)}{hint}: expected {_describe(kind)}"
-    return None
-
-
-def _describe(kind) -> str:
-    return "a list" if typing.get_origin(kind) is tuple else _TYPE_NAMES.get(kind, str(kind))
-
-
-def _name(value) -> str:
-    return "null" if value is None else type(value).__name__
-
-
-def _is(value, kind: type) -> bool:
-    """isinstance, except that a bool is no number, an int is a float and text is a path."""
-    if kind in (int, float) and isinstance(value, bool):
-        return False
-    return isinstance(value, {float: (int, float), Path: str}.get(kind, kind))
-
-
-def _is_float_text(text: str) -> bool:
-    try:
-        return math.isfinite(float(text))
-    except ValueError:
-        return False
 
 
 def _passes(test: Callable[[Any], bool], value) -> bool:
