@@ -65,7 +65,12 @@ CONFIG = json.dumps(dataclasses.asdict(defaults().title_encoder))   # a valid ti
     (lambda f: _edit_meta(f, lambda m: m.update(title_encoder="no")), "is not what .*expected true/false flags"),
     (lambda f: _edit_meta(f, lambda m: m.update(tfidf_config=[1])), r"is not what Matcher.save writes \(TypeError"),
     (lambda f: _edit_meta(f, lambda m: m["tfidf_config"].update(ngram=3)), "is not what Matcher.save writes"),
-], ids=["missing", "not-json", "a-list", "old-format", "no-k", "k-text", "flag-text", "tfidf-list", "tfidf-key"])
+    (lambda f: _edit_meta(f, lambda m: m["tfidf_config"].update(binary="no")),   # was sklearn's error, no file named
+     r"is not what Matcher.save writes \(ValueError: tfidf_config.binary = 'no' is str: expected true or false\)"),
+    (lambda f: _edit_meta(f, lambda m: m["tfidf_config"].update(word_weight=0)),
+     r"is not what Matcher.save writes \(ValueError: TfidfConfig needs word_weight > 0 or char_weight > 0"),
+], ids=["missing", "not-json", "a-list", "old-format", "no-k", "k-text", "flag-text", "tfidf-list", "tfidf-key",
+        "tfidf-binary-text", "tfidf-no-part"])
 def test_a_bad_matcher_json_names_itself_and_the_fix(folder, damage, message):
     damage(folder)
     with _raises((FileNotFoundError, ValueError), folder / "matcher.json", message):
@@ -140,4 +145,14 @@ def test_a_half_written_tmp_sibling_does_not_break_the_next_save(saved, tmp_path
 def test_a_title_model_outside_the_registry_names_the_kinds_and_the_fix(folder):
     _edit_meta(folder, lambda m: m.update(title_encoder=True, title_model="bert"))
     with pytest.raises(ValueError, match=r"matcher.json: title_model 'bert' is none of \['e5-small-arcface'\]; refit"):
+        Matcher.load(folder)
+
+
+def test_title_encoder_false_for_a_recipe_that_reads_the_title_is_refused(folder):
+    """matcher.json edited to title_encoder: false used to predict without the title signal, silently."""
+    recipe = json.loads((folder / "recipe.json").read_text())
+    recipe["weights"]["title"] = 0.5
+    (folder / "recipe.json").write_text(json.dumps(recipe))
+    with _raises(ValueError, folder / "matcher.json", "says title_encoder: false, but the matcher .* reads the learned "
+                                                      "title.*refit"):
         Matcher.load(folder)

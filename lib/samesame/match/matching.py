@@ -19,6 +19,7 @@ import numpy as np
 import pandas as pd
 
 from samesame.core.files import replaced_folder
+from samesame.core.typed import field_problem
 from samesame.core.neighbors import MAX_MATCHES
 from samesame.match.candidates import (Candidates, Signals, blend_signals, candidate_pairs, compute_signals,
                                        embedding_sims)
@@ -211,6 +212,9 @@ class Matcher:
         try:
             tc, k, info = meta["tfidf_config"], meta["k"], meta.get("info", {})
             flags = {name: meta[name] for name in ("title_encoder", "pair_classifier")}
+            problem = field_problem(TfidfConfig, tc)
+            if problem:
+                raise ValueError(f"tfidf_config.{problem}")
             tfidf_config = TfidfConfig(**{**tc, "char_ngrams": tuple(tc["char_ngrams"])})
             if isinstance(k, bool) or not isinstance(k, int) or k < 1:
                 raise ValueError(f"k = {k!r}, expected an integer >= 1")
@@ -229,4 +233,8 @@ class Matcher:
             raise ValueError(f"{meta_file}: title_model {kind!r} is none of {sorted(TITLE_MODELS)}; {refit}")
         encoder = TITLE_MODELS[kind].load(folder / "title_encoder") if flags["title_encoder"] else None
         pair_classifier = PairClassifier.load(folder / "pair_classifier") if flags["pair_classifier"] else None
-        return cls(recipe, encoder, tfidf_config, k, pair_classifier, info)
+        matcher = cls(recipe, encoder, tfidf_config, k, pair_classifier, info)
+        if encoder is None and matcher.uses_title():
+            raise ValueError(f"{meta_file} says title_encoder: false, but the matcher ({matcher.name}) reads the learned "
+                             f"title: it would match without it; {refit}")
+        return matcher

@@ -81,6 +81,11 @@ class TfidfConfig:
     binary: bool
     max_features: int | None        # None: every n-gram
 
+    def __post_init__(self):
+        if not (self.word_weight > 0 or self.char_weight > 0):
+            raise ValueError(f"TfidfConfig needs word_weight > 0 or char_weight > 0, got {self.word_weight} and "
+                             f"{self.char_weight}")
+
 
 PAIR_CHARS = TfidfConfig(word_weight=0.0, char_weight=1.0, char_ngrams=(2, 4), binary=True, max_features=None)
 """The char n-grams of the pair classifier's title features: part of the features' definition, not a setting
@@ -111,8 +116,6 @@ def _tfidf_vectorizers(config: TfidfConfig) -> dict[str, TfidfVectorizer]:
     if config.char_weight > 0:
         parts["char"] = TfidfVectorizer(analyzer="char_wb", ngram_range=config.char_ngrams, binary=config.binary,
                                         max_features=config.max_features, dtype=np.float32)
-    if not parts:
-        raise ValueError("TfidfConfig needs word_weight > 0 or char_weight > 0")
     return parts
 
 
