@@ -22,8 +22,9 @@ from pathlib import Path
 
 import papermill as pm
 
+from samesame.data.listings import DataError, check_data_dir
 from samesame.run import settings
-from samesame.run.runs import Run, machine, update_leaderboard
+from samesame.run.runs import Run, RunError, machine, run_folder, update_leaderboard
 from samesame.run.settings import REPO, ConfigError, Settings
 
 RUNS_ROOT = REPO / "runs"
@@ -44,9 +45,10 @@ def notebooks(only: list[str] | None = None, notebooks_dir: Path = NOTEBOOKS_DIR
 
 
 def resolve_data_dir(cfg: Settings, data_dir: str | None) -> Path:
-    """The data folder to run on (DATA_DIR, else the profile's); the embedded sample is generated on first use."""
+    """The data folder to run on (DATA_DIR, checked: a folder holding train.csv, else the profile's); the embedded
+    sample is generated on first use."""
     if data_dir:
-        return Path(data_dir).resolve()
+        return check_data_dir(Path(data_dir).resolve())
     if not (cfg.data_dir / "train.csv").exists():
         ensure_sample(cfg)
     return cfg.data_dir
@@ -81,12 +83,15 @@ def run_notebooks(profile_name: str, run_name: str | None = None, data_dir: str 
     """Execute the notebooks into runs/<run_name>/ and record params, metrics and the leaderboard.
 
     params.yaml keeps the wall time of notebooks run earlier into the same folder
-    (``--only``), so a run assembled in parts still records what each notebook took.
+    (``--only``), so a run assembled in parts still records what each notebook took. The settings, the notebooks
+    named, the run folder and DATA_DIR are checked before anything is written.
     """
     os.environ.setdefault("TQDM_MININTERVAL", "5")   # progress bars in the executed notebooks: one line per 5 s
     cfg = settings.load(profile_name)                # every key checked before anything runs
+    chosen = notebooks(only)
+    path = run_folder(runs_root, run_name or dt.datetime.now().strftime("%Y%m%d-%H%M%S"))
     data_path = resolve_data_dir(cfg, data_dir)
-    run = Run(Path(runs_root) / (run_name or dt.datetime.now().strftime("%Y%m%d-%H%M%S")))
+    run = Run(path)
     params = {"profile": profile_arg(profile_name), "data_dir": str(data_path), "run_dir": str(run.path.resolve())}
     command = (f"python -m samesame.run.pipeline run --profile {profile_name} --run {run.name}"
                + (f" --data-dir {data_dir}" if data_dir else "") + (f" --only {' '.join(only)}" if only else ""))
@@ -95,7 +100,7 @@ def run_notebooks(profile_name: str, run_name: str | None = None, data_dir: str 
               "wall_seconds": run.params().get("wall_seconds", {}), "data_dir": str(data_path),
               "settings": dataclasses.replace(cfg, data_dir=data_path).to_dict()}
     run.write_params(record)
-    for nb in notebooks(only):
+    for nb in chosen:
         out = run.path / nb.name
         print(f"[{nb.stem}] -> {out}", flush=True)
         started = time.perf_counter()
@@ -121,9 +126,10 @@ def fit_run(profile_name: str, run_name: str, data_dir: str | None = None, runs_
     from samesame.run.matcher import fit_and_save, fit_summary
 
     cfg = settings.load(profile_name)
+    path = run_folder(runs_root, run_name)
     cfg = dataclasses.replace(cfg, data_dir=resolve_data_dir(cfg, data_dir))
     print("device:", configure_accelerator(cfg.precision), flush=True)
-    run = Run(Path(runs_root) / run_name)
+    run = Run(path)
     ds = load_dataset(cfg.data_dir)
     matcher = fit_and_save(run, cfg, ds.train, len(ds.test))
     command = (f"python -m samesame.run.pipeline fit --profile {profile_name} --run {run_name}"
@@ -157,6 +163,8 @@ def main(argv: list[str] | None = None) -> None:
             ensure_sample(settings.load(args.profile))
     except ConfigError as err:
         raise SystemExit(f"config error: {err}") from None
+    except (DataError, RunError) as err:             # one line with the fix, no traceback
+        raise SystemExit(f"error: {err}") from None
 
 
 if __name__ == "__main__":

@@ -12,8 +12,10 @@ import json
 import math
 import os
 import platform
+import re
 import shutil
 import subprocess
+import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +26,37 @@ import yaml
 METRICS_FILE = "metrics.json"
 PARAMS_FILE = "params.yaml"
 LEADERBOARD_FILE = "leaderboard.csv"
+RUN_NAME = re.compile(r"[A-Za-z0-9][\w.-]*")
+
+
+class RunError(ValueError):
+    """A run folder that cannot be used: a name that leaves runs/, or a place that cannot be written."""
+
+
+def run_folder(runs_root: str | Path, name: str) -> Path:
+    """``runs_root/name``, checked before any work starts (creates nothing): ``name`` is a plain folder name
+    (``../x`` wrote outside runs/), and the run, its models/ and figures/ can be written there (a read-only
+    runs/ failed as a bare PermissionError, a read-only models/ only after the fit)."""
+    if not RUN_NAME.fullmatch(name):
+        raise RunError(f"RUN={name!r} is not a plain folder name: a run lives in runs/<RUN>/; use letters, digits, "
+                       "'-', '_' and '.', starting with a letter or digit")
+    path = Path(runs_root) / name
+    for folder in (path, path / "models", path / "figures"):
+        _check_writable(folder)
+    return path
+
+
+def _check_writable(folder: Path) -> None:
+    """Raise RunError unless ``folder`` exists as a writable folder, or its nearest existing parent is one."""
+    existing = next(p for p in (folder, *folder.parents) if p.exists())
+    if not existing.is_dir():
+        raise RunError(f"{existing} is a file, so {folder} cannot be a folder: move the file away or choose another "
+                       "RUN")
+    try:
+        with tempfile.TemporaryFile(dir=existing):
+            pass
+    except OSError as err:
+        raise RunError(f"{existing} cannot be written ({err.strerror}): make it writable, or choose another RUN")
 
 
 def plain(value: Any) -> Any:
