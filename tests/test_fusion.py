@@ -81,7 +81,7 @@ def test_blending_pulls_a_noisy_member_towards_its_group():
     # rows 0,1,2 one product; row 2 is noisy (only 0.5 cosine to 0); row 3 another product
     emb = np.array([[1, 0, 0], [0.9, 0.436, 0], [0.5, 0.866, 0], [0, 0, 1]], dtype=np.float32)
     emb /= np.linalg.norm(emb, axis=1, keepdims=True)
-    signals = Signals({"title": emb}, np.zeros((4, 8), np.uint8), np.zeros(4, bool), [{}] * 4)
+    signals = Signals({"title": emb}, np.zeros((4, 8), np.uint8), {}, [{}] * 4)
     cands = candidate_pairs(signals, k=4)
     score = fused_score(cands, {"title": 1.0})
     blended = blend_signals(signals, cands, score, threshold=0.8, top=8).emb["title"]
@@ -143,7 +143,7 @@ def test_unsearched_signal_still_scores_the_candidates():
     # title says 0~1 and 2~3; phash says nothing useful (all codes differ by many bits)
     emb = np.array([[1, 0], [1, 0], [0, 1], [0, 1]], dtype=np.float32)
     phash = np.array([[0] * 8, [255] * 8, [15] * 8, [240] * 8], dtype=np.uint8)
-    signals = Signals({"title": emb}, phash, np.zeros(4, bool), [{}] * 4)
+    signals = Signals({"title": emb}, phash, {}, [{}] * 4)
     cands = candidate_pairs(signals, k=2, search={"phash"})
     assert "title" in cands.sims and len(cands.rows) > 0
     assert candidate_pairs(signals, k=2, search={"title"}).sims["title"].min() == pytest.approx(1.0)
@@ -317,3 +317,41 @@ def test_a_tuning_pool_tunes_each_rule_once_and_as_a_fresh_pool_would():
     assert candidate_pairs(shared.signals) is shared.cands          # the pool's candidates are found again
     blended = blend_signals(shared.signals, shared.cands, fused_score(shared.cands, plain.weights), plain.threshold)
     assert candidate_pairs(blended) is not shared.cands              # blended signals search anew
+
+
+TITLES_AND_PHASH = Recipe({"tfidf": 1.0}, 0.5, union={"phash": 0.9})
+
+
+def test_a_phash_shared_by_a_crowd_links_none_of_them_and_says_how_many():
+    """Every test.csv phash set to a placeholder used to merge unrelated listings (mean F1 0.80 -> 0.45)."""
+    df, _ = _listings(n_groups=60)
+    df["image_phash"] = "0000000000000000"
+    with pytest.warns(UserWarning, match=r"image_phash shared by more listings than any product has \(over 150\): "
+                                         r"'0000000000000000' \(180 listings\)"):
+        matches = Matcher(TITLES_AND_PHASH, None, CFG.tfidf).predict(df, progress=False)
+        titles_only = Matcher(Recipe({"tfidf": 1.0}, 0.5), None, CFG.tfidf).predict(df, progress=False)
+    assert [m.tolist() for m in matches] == [m.tolist() for m in titles_only]
+
+
+def test_a_title_shared_by_a_crowd_matches_none_of_them():
+    df, _ = _listings(n_groups=60)
+    df["title"] = "Produk Baru"
+    with pytest.warns(UserWarning, match=r"title \(or its TF-IDF vector\) shared by .*'Produk Baru' \(180 listings\)"):
+        matches = Matcher(TITLES_AND_PHASH, None, CFG.tfidf).predict(df, progress=False)
+    assert max(len(m) for m in matches) <= 3      # only a group's shared phash links it (half the groups)
+
+
+def test_a_listing_without_a_phash_is_matched_by_its_title():
+    """A frame read with plain pd.read_csv has NaN for an empty image_phash: it crashed in bytes.fromhex."""
+    df, _ = _listings(n_groups=10)
+    df.loc[0, "image_phash"] = np.nan
+    with pytest.warns(UserWarning, match="1 of 30 listings have no image_phash: they are matched without it"):
+        matches = Matcher(TITLES_AND_PHASH, None, CFG.tfidf).predict(df, progress=False)
+    assert set(matches[0].tolist()) == {0, 1, 2}
+
+
+def test_image_embeddings_that_are_not_a_pair_are_refused_with_the_fix():
+    df, _ = _listings(n_groups=10)
+    with pytest.raises(ValueError, match=r"image_embeddings is ndarray of shape \(30,\): pass \(vectors \(n, d\), "
+                                         r"ok \(n,\)\) for the n=30 listings.*embed_for_matcher"):
+        Matcher(TITLES_AND_PHASH, None, CFG.tfidf).predict(df, image_embeddings=np.zeros(30), progress=False)

@@ -19,10 +19,24 @@ from samesame.image.images import open_rgb
 
 def phash_codes(hex_strings: Sequence[str]) -> np.ndarray:
     """16-hex-digit hashes as packed bits, uint8 (n, 8), for ``knn(codes, metric="hamming")``."""
-    try:
-        return np.frombuffer(b"".join(bytes.fromhex(h) for h in hex_strings), dtype=np.uint8).reshape(-1, 8)
-    except ValueError as err:
-        raise ValueError(f"a phash is not 16 hex digits ({err}); recompute it with str(imagehash.phash(image))") from None
+    codes = []
+    for row, h in enumerate(hex_strings):
+        try:
+            code = bytes.fromhex(h)
+        except (ValueError, TypeError):
+            code = b""
+        if len(code) != 8:
+            raise ValueError(f"image_phash {h!r} (row {row}) is not 16 hex digits; recompute it with "
+                             "str(imagehash.phash(image))")
+        codes.append(code)
+    return np.frombuffer(b"".join(codes), dtype=np.uint8).reshape(-1, 8)
+
+
+def phash_column(values: Sequence) -> tuple[np.ndarray, np.ndarray]:
+    """A listings column of phashes as :func:`phash_codes` and which rows have one: a missing value (NaN, None or
+    "", as plain ``pd.read_csv`` reads an empty cell) gives no phash, like a missing image, instead of a crash."""
+    present = np.array([isinstance(v, str) and bool(v.strip()) for v in values], dtype=bool)
+    return phash_codes([v.strip() if p else "0" * 16 for v, p in zip(values, present)]), present
 
 
 def phash_similarity(bits):

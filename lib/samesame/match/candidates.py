@@ -2,13 +2,16 @@
 
 :func:`compute_signals` builds each signal of a pool (TF-IDF fitted on the pool itself, the
 learned title embedding, phash codes, optional image vectors); :func:`candidate_pairs` takes the
-union of each searched signal's k nearest neighbours and scores every pair with every signal.
+union of each searched signal's k nearest neighbours and scores every pair with every signal. A row whose value
+of a signal is unusable (no image, no phash, a phash or title shared by a crowd: :data:`MAX_SHARED`) gets no
+neighbours from it and a NaN similarity, so the fusion decides on its other signals.
 Similarities are "larger = closer": cosine for embeddings, ``1 - bits/32`` for phash.
 :func:`blend_signals` is neighbourhood blending (a recipe's optional first pass).
 """
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass, field
 from typing import Sequence
 
@@ -18,7 +21,7 @@ import scipy.sparse as sp
 from tqdm.auto import tqdm
 
 from samesame.core.neighbors import MAX_MATCHES, knn, l2_normalize
-from samesame.image.phash import phash_codes, phash_similarity
+from samesame.image.phash import phash_column, phash_similarity
 from samesame.match.pairs import pair_dot
 from samesame.text.title_model import TitleEncoder
 from samesame.text.titles import TfidfConfig, normalize_titles, quantities, tfidf_embeddings, unit_conflict
@@ -26,6 +29,11 @@ from samesame.text.titles import TfidfConfig, normalize_titles, quantities, tfid
 SIGNALS = ("tfidf", "title", "image", "phash")
 """The signals a recipe may weigh or union."""
 EMBEDDINGS = ("tfidf", "title", "image")  # blended, cosine signals
+MAX_SHARED = 3 * MAX_MATCHES
+"""A phash, title or TF-IDF vector shared by more listings than this says nothing about the product: Shopee's
+label groups hold 2 to 51 listings (a submission names at most 50), so it is a placeholder or a collision, and
+matching on it would join every listing that carries it (a placeholder phash took the sample's F1 from 0.80 to
+0.45). A fact of the data, like the metric's 50-match cap it follows, so not a setting."""
 
 
 @dataclass
@@ -34,7 +42,7 @@ class Signals:
 
     emb: dict[str, object]           # name -> unit-length sparse (tfidf) or dense float32 (title, image)
     phash: np.ndarray                # packed uint8 (n, 8)
-    image_ok: np.ndarray             # bool (n,): rows whose image embedding may be used
+    usable: dict[str, np.ndarray]    # signal -> bool (n,): rows whose value may be used (absent signal: every row)
     quantities: list[dict]
     titles: list[str] = field(default_factory=list)   # normalised titles (pair classifier features)
     knn_cache: dict = field(default_factory=dict, repr=False)   # (signal, k) -> (rows searched, kNN indices);
@@ -51,25 +59,68 @@ def compute_signals(df: pd.DataFrame, encoder: TitleEncoder | None, tfidf_config
     """TF-IDF (fit on this pool), learned title embedding, phash codes, optional image vectors.
 
     ``image_embeddings`` is ``None`` or ``(vectors float32 (n, d), ok bool (n,))``;
-    rows with ``ok`` False get no image neighbours and are matched by the other signals.
+    rows with ``ok`` False get no image neighbours and are matched by the other signals. So are rows without a
+    phash, and rows whose phash or title (TF-IDF vector) more than :data:`MAX_SHARED` rows share, with a warning.
     """
     n = len(df)
     titles = normalize_titles(df["title"].tolist())
     emb: dict[str, object] = {}
+    usable: dict[str, np.ndarray] = {}
     if any(titles):         # image-only data (every title empty) has no title signal, not an error
         emb["tfidf"] = tfidf_embeddings(df["title"].tolist(), tfidf_config)
         if encoder is not None:
             emb["title"] = encoder.embed(df["title"].tolist())
-    image_ok = np.zeros(n, dtype=bool)
+        usable["tfidf"] = usable["title"] = ok = _uncrowded(_row_keys(emb["tfidf"]), "title (or its TF-IDF vector)",
+                                                           df["title"].tolist())
+        if not ok.all():    # zero rows: a crowd's title never flows into its neighbours' blend either
+            emb = {name: sp.csr_matrix(sp.diags(ok.astype(np.float32)) @ x) if sp.issparse(x) else x * ok[:, None]
+                   for name, x in emb.items()}
     if image_embeddings is not None:
-        vectors, ok = image_embeddings
-        vectors, ok = np.asarray(vectors, dtype=np.float32), np.asarray(ok, dtype=bool)
-        if vectors.ndim != 2 or len(vectors) != n or ok.shape != (n,):
-            raise ValueError(f"image_embeddings must be (vectors (n, d), ok (n,)) for n={n} listings; "
-                             f"got {vectors.shape} and {ok.shape}: pass one row per listing, ok=False where no image")
-        image_ok = ok & np.isfinite(vectors).all(1) & (np.abs(vectors).sum(1) > 0)
-        emb["image"] = np.where(image_ok[:, None], l2_normalize(vectors), 0.0).astype(np.float32)
-    return Signals(emb, phash_codes(df["image_phash"].tolist()), image_ok, [quantities(t) for t in titles], titles)
+        vectors, ok = _image_pair(image_embeddings, n)
+        usable["image"] = ok & np.isfinite(vectors).all(1) & (np.abs(vectors).sum(1) > 0)
+        emb["image"] = np.where(usable["image"][:, None], l2_normalize(vectors), 0.0).astype(np.float32)
+    phash, present = phash_column(df["image_phash"].tolist())
+    if not present.all():
+        warnings.warn(f"{int((~present).sum()):,} of {n:,} listings have no image_phash: they are matched without "
+                      "it (read test.csv with samesame.data.listings.read_listings to have it checked)", stacklevel=2)
+    hexes = [code.tobytes().hex() for code in phash]
+    usable["phash"] = present & _uncrowded(pd.Series([h if p else None for h, p in zip(hexes, present)], dtype=object),
+                                          "image_phash", hexes)
+    return Signals(emb, phash, usable, [quantities(t) for t in titles], titles)
+
+
+def _image_pair(image_embeddings, n: int) -> tuple[np.ndarray, np.ndarray]:
+    """``(vectors (n, d), ok (n,))`` checked: anything else is refused with what was passed and the fix."""
+    fix = (f"pass (vectors (n, d), ok (n,)) for the n={n} listings, one row per listing and ok=False where no "
+           "image, as samesame.run.matcher.embed_for_matcher returns")
+    if not isinstance(image_embeddings, (tuple, list)) or len(image_embeddings) != 2:
+        raise ValueError(f"image_embeddings is {type(image_embeddings).__name__} of shape "
+                         f"{np.shape(image_embeddings)}: {fix}")
+    vectors, ok = np.asarray(image_embeddings[0], dtype=np.float32), np.asarray(image_embeddings[1], dtype=bool)
+    if vectors.ndim != 2 or len(vectors) != n or ok.shape != (n,):
+        raise ValueError(f"image_embeddings hold vectors {vectors.shape} and ok {ok.shape}: {fix}")
+    return vectors, ok
+
+
+def _uncrowded(keys: pd.Series, what: str, shown: Sequence[str]) -> np.ndarray:
+    """False for the rows whose key (None: no value) more than :data:`MAX_SHARED` rows share; a warning names each
+    such value (``shown`` of its first row) and how many rows carry it."""
+    counts = keys.map(keys.value_counts()).fillna(0).to_numpy()
+    crowded = counts > MAX_SHARED
+    if crowded.any():
+        first = keys[crowded].drop_duplicates().index
+        values = ", ".join(f"{str(shown[i])[:60]!r} ({int(counts[i]):,} listings)" for i in first[:3])
+        warnings.warn(f"{what} shared by more listings than any product has (over {MAX_SHARED}): {values}"
+                      f"{' ...' if len(first) > 3 else ''}; a placeholder or a collision, so it links none of them "
+                      "(they are matched by their other signals)", stacklevel=3)
+    return ~crowded
+
+
+def _row_keys(x: sp.csr_matrix) -> pd.Series:
+    """Each row's sparse vector as bytes (None for an empty row): equal keys <=> equal vectors."""
+    x = x.sorted_indices()
+    return pd.Series([x.indices[a:b].tobytes() + x.data[a:b].tobytes() if b > a else None
+                      for a, b in zip(x.indptr[:-1], x.indptr[1:])], dtype=object)
 
 
 def dropped_signals(df: pd.DataFrame, image_embeddings=None) -> dict[str, str]:
@@ -110,13 +161,14 @@ def candidate_pairs(signals: Signals, k: int = MAX_MATCHES, progress: bool = Fal
     if key in signals.knn_cache:
         return signals.knn_cache[key]
     for name, emb in tqdm(searched, desc="knn", disable=not progress):
-        rows_sub = np.flatnonzero(signals.image_ok) if name == "image" else np.arange(n)
+        ok = signals.usable.get(name)
+        rows_sub = np.arange(n) if ok is None else np.flatnonzero(ok)
         if len(rows_sub) < 2:
             continue
         if (name, k) in signals.knn_cache:
             rows_sub, idx = signals.knn_cache[(name, k)]
         else:
-            x = emb[rows_sub] if name == "image" else emb
+            x = emb if len(rows_sub) == n else emb[rows_sub]
             _, idx = knn(x, k, metric="hamming" if name == "phash" else "cosine")
             if name == "phash":             # never blended: the blend pass searches the same codes again
                 signals.knn_cache[(name, k)] = (rows_sub, idx)
@@ -131,17 +183,24 @@ def candidate_pairs(signals: Signals, k: int = MAX_MATCHES, progress: bool = Fal
     sims = embedding_sims(signals, rows, cols)
     bits = np.unpackbits(signals.phash[rows] ^ signals.phash[cols], axis=1).sum(1)
     sims["phash"] = phash_similarity(bits).astype(np.float32)
+    sims["phash"][_unusable(signals, "phash", rows, cols)] = np.nan
     conflict = _pair_conflicts(signals.quantities, rows, cols)
     signals.knn_cache[key] = Candidates(rows, cols, sims, conflict, n, signals.scored)
     return signals.knn_cache[key]
 
 
 def embedding_sims(signals: Signals, rows: np.ndarray, cols: np.ndarray) -> dict[str, np.ndarray]:
-    """Cosine of every embedding signal per pair; NaN image similarity where either image is missing."""
+    """Cosine of every embedding signal per pair; NaN where either listing's value is unusable (no image...)."""
     sims = {name: pair_dot(emb, rows, cols) for name, emb in signals.emb.items()}
-    if "image" in sims:
-        sims["image"][~(signals.image_ok[rows] & signals.image_ok[cols])] = np.nan
+    for name, sim in sims.items():
+        sim[_unusable(signals, name, rows, cols)] = np.nan
     return sims
+
+
+def _unusable(signals: Signals, name: str, rows: np.ndarray, cols: np.ndarray) -> np.ndarray:
+    """The pairs where either listing's value of signal ``name`` may not be used (see ``Signals.usable``)."""
+    ok = signals.usable.get(name)
+    return np.zeros(len(rows), dtype=bool) if ok is None else ~(ok[rows] & ok[cols])
 
 
 def _pair_conflicts(qty: list[dict], rows: np.ndarray, cols: np.ndarray) -> np.ndarray:
@@ -175,7 +234,7 @@ def blend_signals(signals: Signals, cands: Candidates, score: np.ndarray, thresh
     emb = {}
     for name, x in signals.emb.items():
         if name == "image":     # blend images only among listings that have one
-            ok = signals.image_ok.astype(np.float32)
+            ok = signals.usable["image"].astype(np.float32)
             x = l2_normalize((w @ sp.diags(ok)) @ x) * ok[:, None]
         elif sp.issparse(x):
             x = sp.csr_matrix(w @ x)
@@ -184,5 +243,5 @@ def blend_signals(signals: Signals, cands: Candidates, score: np.ndarray, thresh
         else:
             x = l2_normalize(w @ x)
         emb[name] = x
-    return Signals(emb, signals.phash, signals.image_ok, signals.quantities, signals.titles,
+    return Signals(emb, signals.phash, signals.usable, signals.quantities, signals.titles,
                    {key: v for key, v in signals.knn_cache.items() if key[0] == "phash"}, signals.scored)
