@@ -350,6 +350,13 @@ def test_a_listing_without_a_phash_is_matched_by_its_title():
     assert set(matches[0].tolist()) == {0, 1, 2}
 
 
+def test_image_embeddings_of_another_width_than_the_fit_are_refused_with_the_fix():
+    df, _ = _listings(n_groups=10)
+    matcher = Matcher(TITLES_AND_PHASH, None, CFG.tfidf, info={"image_dim": 1280})
+    with pytest.raises(ValueError, match=r"7-d, but this matcher .* fitted on 1280-d .*embed_for_matcher"):
+        matcher.predict(df, image_embeddings=(np.zeros((30, 7), np.float32), np.ones(30, bool)), progress=False)
+
+
 def test_image_embeddings_that_are_not_a_pair_are_refused_with_the_fix():
     df, _ = _listings(n_groups=10)
     with pytest.raises(ValueError, match=r"image_embeddings is ndarray of shape \(30,\): pass \(vectors \(n, d\), "

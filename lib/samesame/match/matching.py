@@ -162,6 +162,12 @@ class Matcher:
             raise ValueError(f"this matcher ({self.name}) was fitted with image similarities, but predict got no "
                              "image_embeddings; pass samesame.run.matcher.embed_for_matcher(matcher, folder, df) (rows without "
                              "an image: ok=False), or refit the matcher without images (image.in_fusion: false)")
+        width = self.info.get("image_dim")
+        if image_embeddings is not None and width and np.ndim(image_embeddings[0]) == 2 \
+                and np.shape(image_embeddings[0])[1] != width:
+            raise ValueError(f"image_embeddings are {np.shape(image_embeddings[0])[1]}-d, but this matcher "
+                             f"({self.name}) was fitted on {width}-d vectors of its image model; embed the photos "
+                             "with samesame.run.matcher.embed_for_matcher(matcher, folder, df)")
 
     def uses_title(self) -> bool:
         """Embed titles only when the recipe or the pair classifier reads the learned title (it is slow)."""

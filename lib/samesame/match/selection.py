@@ -113,10 +113,11 @@ def fit_matcher(train_df: pd.DataFrame, options: MatcherOptions, *, image_embedd
     pool_a, pool_b = rows_a & unseen, ~rows_a & unseen
     usable = [train_df.loc[pool, "label_group"].nunique() for pool in (pool_a, pool_b)]
     if min(usable) < FOLDS_PER_HALF:
-        raise ValueError(f"train's halves hold {usable[0]} and {usable[1]} label groups that the image model never "
-                         f"trained on (of {train_df['label_group'].nunique()}): too few to cross-fit the recipe (each "
-                         f"half needs {FOLDS_PER_HALF}); use more train groups, another fusion.tune_fraction, or "
-                         "image.in_fusion: false")
+        seen = (f" that the image model never trained on (of {train_df['label_group'].nunique()})"
+                if not unseen.all() else "")
+        raise ValueError(f"train's halves hold {usable[0]} and {usable[1]} label groups{seen}: too few to cross-fit "
+                         f"the recipe (each half needs {FOLDS_PER_HALF}); use more train groups, another "
+                         "fusion.tune_fraction" + (", or image.in_fusion: false" if seen else ""))
     encoder_a, encoder_b = (half_encoder(train_df, options, half, cache_dir, progress) for half in "AB")
     padding = Padding(train_df, image_embeddings, fusion.pool_size, seed)
     folds = _held_out_folds(padding, [(pool_b, encoder_a), (pool_a, encoder_b)], seed)
