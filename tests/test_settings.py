@@ -246,3 +246,16 @@ def test_the_title_model_is_named_from_its_registry(configs):
     _edit(configs / "tiny.yaml", lambda c: c.update(title_model="bert"))
     with pytest.raises(ConfigError, match=r"title_model = 'bert' is not valid: expected one of \['e5-small-arcface'\]"):
         load("tiny", configs_dir=configs)
+
+
+def test_a_run_records_its_profile_by_name_or_as_the_copy_it_is_and_never_a_local_path(tmp_path):
+    from samesame.run.pipeline import shown_command
+    own = tmp_path / "cold.yaml"
+    own.write_text(yaml.safe_dump({"cache_dir": str(tmp_path / "cache")}))
+    assert settings.profile_shown("kaggle") == "kaggle"
+    assert settings.profile_shown(CONFIGS_DIR / "tiny.yaml") == "tiny"
+    assert settings.profile_shown(own) == "<a copy of profile sample with cache_dir changed>"
+    shown = shown_command("fit", str(own), "r1", str(tmp_path))
+    assert shown == ("python -m samesame.run.pipeline fit --profile <a copy of profile sample with cache_dir changed> "
+                     "--run r1 --data-dir <your Kaggle folder>")
+    assert str(tmp_path) not in shown

@@ -69,6 +69,13 @@ def profile_arg(profile: str) -> str:
     return str(settings.profile_path(profile).resolve()) if profile.endswith((".yaml", ".yml")) else profile
 
 
+def shown_command(verb: str, profile_name: str, run_name: str, data_dir: str | None) -> str:
+    """The command a run records, as a reader can repeat it: the profile by name (:func:`settings.profile_shown`)
+    and a real-data folder as the user's own, never this machine's paths."""
+    return (f"python -m samesame.run.pipeline {verb} --profile {settings.profile_shown(profile_name)} --run {run_name}"
+            + (" --data-dir <your Kaggle folder>" if data_dir else ""))
+
+
 def git_commit() -> str:
     """The checked-out commit, with "-dirty" when tracked files differ from it (the run is then not reproducible)."""
     try:
@@ -93,8 +100,7 @@ def run_notebooks(profile_name: str, run_name: str | None = None, data_dir: str 
     data_path = resolve_data_dir(cfg, data_dir)
     run = Run(path)
     params = {"profile": profile_arg(profile_name), "data_dir": str(data_path), "run_dir": str(run.path.resolve())}
-    command = (f"python -m samesame.run.pipeline run --profile {profile_name} --run {run.name}"
-               + (f" --data-dir {data_dir}" if data_dir else "") + (f" --only {' '.join(only)}" if only else ""))
+    command = shown_command("run", profile_name, run.name, data_dir) + (f" --only {' '.join(only)}" if only else "")
     record = {"profile": profile_name, "command": command, "commit": git_commit(), "machine": machine(),
               "started": dt.datetime.now().isoformat(timespec="seconds"),
               "wall_seconds": run.params().get("wall_seconds", {}), "data_dir": str(data_path),
@@ -132,8 +138,7 @@ def fit_run(profile_name: str, run_name: str, data_dir: str | None = None, runs_
     run = Run(path)
     ds = load_dataset(cfg.data_dir)
     matcher = fit_and_save(run, cfg, ds.train, len(ds.test))
-    command = (f"python -m samesame.run.pipeline fit --profile {profile_name} --run {run_name}"
-               + (f" --data-dir {data_dir}" if data_dir else ""))
+    command = shown_command("fit", profile_name, run_name, data_dir)
     run.record("fit", {**fit_summary(matcher), "command": command, "commit": git_commit()})
     print(f"matcher {matcher.name} fitted in {matcher.info['fit_seconds']} s -> {matcher_path(run)}", flush=True)
     return matcher_path(run)

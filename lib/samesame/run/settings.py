@@ -209,6 +209,28 @@ def profile_path(profile: str | Path, configs_dir: Path = CONFIGS_DIR) -> Path:
     return path
 
 
+def profile_shown(profile: str | Path, configs_dir: Path = CONFIGS_DIR) -> str:
+    """How a run's record names its profile for a reader who has only the repository: a profile's name, or for a
+    file of one's own, the named profile it is a copy of and the keys it changes (the file itself is not shared)."""
+    path = profile_path(profile, configs_dir)
+    if path.resolve().parent == configs_dir.resolve():
+        return path.stem
+    own = _flat(_read(path))
+    named = {p.stem: _flat(_read(p)) for p in sorted(configs_dir.glob("*.yaml")) if p.name != BASE_FILE}
+    changed = {name: sorted(k for k in own.keys() | keys.keys() if own.get(k) != keys.get(k))
+               for name, keys in named.items()}
+    name = min(changed, key=lambda n: len(changed[n]))
+    return f"<a copy of profile {name} with {', '.join(changed[name]) or 'nothing'} changed>"
+
+
+def _flat(tree: dict, prefix: str = "") -> dict:
+    """A nested settings mapping as {"section.key": value}."""
+    out = {}
+    for key, value in (tree or {}).items():
+        out.update(_flat(value, f"{prefix}{key}.") if isinstance(value, dict) else {f"{prefix}{key}": value})
+    return out
+
+
 def merge(base: dict, overrides: dict) -> dict:
     """``base`` with ``overrides`` applied; mappings merge recursively, other values are replaced."""
     out = dict(base)
