@@ -108,7 +108,8 @@ def test_a_fit_padded_to_the_test_pool_tunes_for_it_and_says_where_it_measured()
     estimate = Selection.from_dict(padded.info["selection"]).estimate
     assert estimate["pool_size"] == pools["scored_in"]
     curve = Selection.from_dict(padded.info["selection"]).curve
-    assert curve["pool"].min() == pools["held_out_fold"] and curve["pool"].max() == pools["scored_in"]
+    assert pools["curve_half"] == "B" and curve["pool"].max() == pools["scored_in"]     # half B inside all of train
+    assert curve["pool"].min() < pools["scored_in"] / 1.5
     assert Selection.from_dict(small.info["selection"]).curve is None
     big = (test_vectors, np.ones(len(test), bool))
     f1 = {name: score_matches(m.predict(test, image_embeddings=big, progress=False), test["label_group"]).mean_f1
@@ -147,4 +148,5 @@ def test_the_answer_says_what_the_pool_size_costs():
              {"steps": "threshold rule", "pool": 24000, "mean_f1": 0.80, "std_f1": 0.01}]
     text = pool_cost(curve, {"target": 70000, "scored_in": 24000})
     assert "0.850 with 6,000 listings → 0.800 with 24,000" in text and "70,000" in text
+    assert "half B's held-out folds" in pool_cost(curve, {"target": 24000, "scored_in": 24000, "curve_half": "B"})
     assert pool_cost(None, None) == ""

@@ -120,7 +120,7 @@ def fit_matcher(train_df: pd.DataFrame, options: MatcherOptions, *, image_embedd
                          "fusion.tune_fraction" + (", or image.in_fusion: false" if seen else ""))
     encoder_a, encoder_b = (half_encoder(train_df, options, half, cache_dir, progress) for half in "AB")
     padding = Padding(train_df, image_embeddings, fusion.pool_size, seed)
-    folds = _held_out_folds(padding, [(pool_b, encoder_a), (pool_a, encoder_b)], seed)
+    folds = _held_out_folds(padding, [("B", pool_b, encoder_a), ("A", pool_a, encoder_b)], seed)
     selection = select_steps(folds, fusion, tfidf_config, grid, seed, progress, padding)
     pool = padding.pool(pool_b, ~pool_b)
     final = TuningPool.of(pool.listings, encoder_a, pool.images, tfidf_config, grid, seed, progress, pool.scored)
@@ -160,6 +160,7 @@ class PaddedPool:
     images: tuple | None
     scored: np.ndarray | None      # bool per listing: whose F1 counts (None: all, nothing was added)
     queries: np.ndarray
+    half: str | None = None        # the cross-fitting half whose fold is scored ("A" or "B")
 
     @property
     def n_scored(self) -> int:
@@ -196,17 +197,19 @@ class Padding:
 
 
 def _held_out_folds(padding: Padding, halves, seed: int) -> list[tuple[PaddedPool, PaddedPool, object]]:
-    """(tune pool, held-out pool, encoder) for each fold of each half. The tune pool is padded with the other
-    half's listings (never its held-out fold), the held-out pool with every other listing of train."""
+    """(tune pool, held-out pool, encoder) for each fold of each half (``halves``: (name, rows, encoder)). The
+    tune pool is padded with the other half's listings (never its held-out fold), the held-out pool with every
+    other listing of train."""
     out = []
-    for half, encoder in halves:
+    for name, half, encoder in halves:
         fold = np.full(len(half), -1)
         fold[half] = group_folds(padding.train.loc[half, "label_group"], FOLDS_PER_HALF, seed)
         for held in range(FOLDS_PER_HALF):
             tune_rows, test_rows = half & (fold != held), fold == held
             if not tune_rows.any() or not test_rows.any():
                 continue                  # every group hashed into one fold (a handful of groups)
-            out.append((padding.pool(tune_rows, ~half), padding.pool(test_rows, ~test_rows), encoder))
+            out.append((padding.pool(tune_rows, ~half), replace(padding.pool(test_rows, ~test_rows), half=name),
+                        encoder))
     if not out:
         raise ValueError("no half of train could be cut into two group folds: use more train groups")
     return out
@@ -215,8 +218,9 @@ def _held_out_folds(padding: Padding, halves, seed: int) -> list[tuple[PaddedPoo
 def select_steps(folds: list[tuple], fusion: FusionOptions, tfidf_config: TfidfConfig, grid: TuningGrid, seed: int,
                  progress: bool = False, padding: Padding | None = None) -> Selection:
     """Score every step configuration on every held-out fold; choose the rule's steps, then the pair classifier.
-    With ``padding``, the chosen configuration and the plain threshold rule are also scored as their held-out
-    pools grow from the fold alone to the padded size (:attr:`Selection.curve`)."""
+    With ``padding``, the chosen configuration and the plain threshold rule are also scored as the first half's
+    held-out folds are searched in pools growing from the fold alone to the padded size (:attr:`Selection.curve`:
+    half B inside half B plus half A; one half, since each smaller pool is matched anew)."""
     options = fusion.rule
     pools = [TuningPool.of(tune.listings, enc, tune.images, tfidf_config, grid, seed, scored=tune.scored)
              for tune, _, enc in folds]
@@ -252,8 +256,10 @@ def select_steps(folds: list[tuple], fusion: FusionOptions, tfidf_config: TfidfC
     curve = None
     if padding is not None and sizes["scored_in"] > sizes["held_out_fold"]:
         shown = [s for s in dict.fromkeys([Steps(), chosen]) if s.name in scores]
-        curve = pool_curve(padding, [h for _, h, _ in folds],
-                           {s: [matchers[i, s] for i in range(len(folds))] for s in shown}, held_out, progress)
+        first = [i for i, (_, h, _) in enumerate(folds) if h.half == folds[0][1].half]
+        curve = pool_curve(padding, [folds[i][1] for i in first],
+                           {s: [matchers[i, s] for i in first] for s in shown}, [held_out[i] for i in first], progress)
+        sizes["curve_half"] = folds[0][1].half
     return Selection(_table(scores), chosen, skipped, sizes, curve)
 
 

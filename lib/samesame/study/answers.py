@@ -288,7 +288,9 @@ def pool_cost(curve: list[dict] | None, pools: dict | None) -> str:
         small, large = min(rows, key=lambda r: r["pool"]), max(rows, key=lambda r: r["pool"])
         parts.append(f"`{steps}` {small['mean_f1']:.3f} with {small['pool']:,} listings → {large['mean_f1']:.3f} "
                      f"with {large['pool']:,}")
-    text = "Searched among more listings of other products, the held-out F1 falls: " + "; ".join(parts) + ". "
+    half = (pools or {}).get("curve_half")
+    where = f" (half {half}'s held-out folds, up to all of train around them)" if half else ""
+    text = f"Searched among more listings of other products{where}, the held-out F1 falls: " + "; ".join(parts) + ". "
     target = (pools or {}).get("target")
     if target and pools.get("scored_in", target) < target:
         text += (f"The pool the matcher will face holds {target:,} listings; train.csv padded the held-out pools only "
