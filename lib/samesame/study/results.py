@@ -25,7 +25,8 @@ from samesame.study.seed import SEED
 RUNS_ROOT = REPO / "runs"
 RESULTS_FILE = REPO / "RESULTS.md"
 FIGURES_DIR = REPO / "docs" / "figures"
-FIGURES = ("02_f1_vs_threshold", "03_backbones", "04_grid", "04_training_curves", "05_levers", "06_ablation")
+FIGURES = ("02_f1_vs_threshold", "03_backbones", "04_grid", "04_training_curves", "05_levers", "06_ablation",
+           "06_pool_size")
 MAX_FIGURE_BYTES = 200_000
 QUESTIONS = {
     "01_eda": "What are we matching?",
