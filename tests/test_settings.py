@@ -259,3 +259,4 @@ def test_a_run_records_its_profile_by_name_or_as_the_copy_it_is_and_never_a_loca
     assert shown == ("python -m samesame.run.pipeline fit --profile <a copy of profile sample with cache_dir changed> "
                      "--run r1 --data-dir <your Kaggle folder>")
     assert str(tmp_path) not in shown
+    assert shown_command("run", "kaggle", "r2", None, ["07"]) == "python -m samesame.run.pipeline run --profile kaggle --run r2 --only 07"

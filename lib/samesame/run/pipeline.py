@@ -69,11 +69,12 @@ def profile_arg(profile: str) -> str:
     return str(settings.profile_path(profile).resolve()) if profile.endswith((".yaml", ".yml")) else profile
 
 
-def shown_command(verb: str, profile_name: str, run_name: str, data_dir: str | None) -> str:
+def shown_command(verb: str, profile_name: str, run_name: str, data_dir: str | None,
+                  only: list[str] | None = None) -> str:
     """The command a run records, as a reader can repeat it: the profile by name (:func:`settings.profile_shown`)
     and a real-data folder as the user's own, never this machine's paths."""
     return (f"python -m samesame.run.pipeline {verb} --profile {settings.profile_shown(profile_name)} --run {run_name}"
-            + (" --data-dir <your Kaggle folder>" if data_dir else ""))
+            + (" --data-dir <your Kaggle folder>" if data_dir else "") + (f" --only {' '.join(only)}" if only else ""))
 
 
 def git_commit() -> str:
@@ -100,8 +101,9 @@ def run_notebooks(profile_name: str, run_name: str | None = None, data_dir: str 
     data_path = resolve_data_dir(cfg, data_dir)
     run = Run(path)
     params = {"profile": profile_arg(profile_name), "data_dir": str(data_path), "run_dir": str(run.path.resolve())}
-    command = shown_command("run", profile_name, run.name, data_dir) + (f" --only {' '.join(only)}" if only else "")
-    record = {"profile": profile_name, "command": command, "commit": git_commit(), "machine": machine(),
+    record = {"profile": settings.profile_shown(profile_name),
+              "command": shown_command("run", profile_name, run.name, data_dir, only), "commit": git_commit(),
+              "machine": machine(),
               "started": dt.datetime.now().isoformat(timespec="seconds"),
               "wall_seconds": run.params().get("wall_seconds", {}), "data_dir": str(data_path),
               "settings": dataclasses.replace(cfg, data_dir=data_path).to_dict()}
