@@ -157,6 +157,35 @@ def test_classifier_predicts_with_the_mean_of_its_fold_models_which_match_the_ou
         PairClassifier().predict_proba(x, ["a", "b"])
 
 
+def test_patience_stops_each_fold_model_on_held_out_groups_before_max_iter():
+    """A noisy one-feature problem is learned in a few trees; the rest only fit noise, and patience skips them."""
+    rng = np.random.default_rng(2)
+    x = rng.normal(size=(4000, 3)).astype(np.float32)
+    same = (x[:, 0] + rng.normal(size=4000) > 0).astype(int)
+    groups = np.arange(4000) % 200
+    patient, full = PairClassifier(max_iter=300, patience=5), PairClassifier(max_iter=300)
+    p_patient = patient.out_of_fold(x, same, groups, ["a", "b", "c"])
+    p_full = full.out_of_fold(x, same, groups, ["a", "b", "c"])
+    assert all(m.n_iter_ < 100 for m in patient.models) and all(m.n_iter_ == 300 for m in full.models)
+    assert _log_loss(same, p_patient) < _log_loss(same, p_full)            # the extra trees over-fit
+
+
+def _log_loss(y, p):
+    p = np.clip(p, 1e-6, 1 - 1e-6)
+    return float(-np.mean(y * np.log(p) + (1 - y) * np.log(1 - p)))
+
+
+def test_the_stopping_set_is_whole_label_groups_or_none_in_a_pool_too_small_for_one():
+    from samesame.match.pairs import _stopping_pairs
+
+    groups = np.repeat(np.arange(50), 4)
+    same = np.tile([True, False], 100)
+    stop = _stopping_pairs(same, groups, seed=0)
+    assert stop.sum() == 5 * 4                                           # a tenth of the groups, every pair of each
+    assert all(stop[groups == g].all() or not stop[groups == g].any() for g in range(50))
+    assert _stopping_pairs(np.array([True, False, False, False]), np.array([0, 1, 1, 1]), seed=0) is None
+
+
 def test_saved_classifier_predicts_the_same_and_refuses_another_sklearn(tmp_path):
     import json
 

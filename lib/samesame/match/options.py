@@ -76,6 +76,7 @@ class TuningGrid:
     pair_trees: int
     pair_learning_rate: float
     pair_max_leaf_nodes: int
+    pair_patience: int           # trees without a better loss on held-out groups before a fold model stops (0: never)
     pair_floor_quantile: float   # share of matching tuning pairs allowed below the classifier's score floor
 
     @staticmethod
@@ -99,4 +100,5 @@ class TuningGrid:
 
     def pair_classifier(self, seed: int = 0) -> PairClassifier:
         return PairClassifier(max_iter=self.pair_trees, learning_rate=self.pair_learning_rate,
-                              max_leaf_nodes=self.pair_max_leaf_nodes, seed=seed)
+                              max_leaf_nodes=self.pair_max_leaf_nodes, seed=seed,
+                              patience=self.pair_patience)

@@ -176,6 +176,17 @@ def _title_overlaps(rows: np.ndarray, cols: np.ndarray, tokens: TitleTokens) -> 
     }
 
 
+def _stopping_pairs(same: np.ndarray, groups: np.ndarray, seed: int, share: float = 0.1) -> np.ndarray | None:
+    """Mask of the pairs of a random ``share`` of the label groups (the early-stopping set), or None when those
+    pairs or the rest would lack a matching or a non-matching pair (a tiny pool: no early stopping)."""
+    unique = np.unique(groups)
+    held = np.random.default_rng(seed).permutation(unique)[:max(1, int(round(share * len(unique))))]
+    stop = np.isin(groups, held)
+    if any(len(np.unique(same[part])) < 2 for part in (stop, ~stop)):
+        return None
+    return stop
+
+
 def symmetric_probability(p: np.ndarray, rows: np.ndarray, cols: np.ndarray, n: int) -> np.ndarray:
     """Mean of p(i, j) and p(j, i): the directed features differ, the decision must not."""
     return 0.5 * (p + p[reverse_index(rows, cols, n)])
@@ -189,20 +200,31 @@ class PairClassifier:
     learning_rate: float = 0.1
     max_leaf_nodes: int = 63
     seed: int = 0
+    patience: int = 0          # > 0: stop a fold model once this many trees in a row fail to lower the loss on
+                               # label groups held out of its training pairs (0: always grow max_iter trees)
     feature_names: list[str] = field(default_factory=list)
     models: list[HistGradientBoostingClassifier] = field(default_factory=list)   # predictions average them
 
     def _new_model(self) -> HistGradientBoostingClassifier:
         return HistGradientBoostingClassifier(max_iter=self.max_iter, learning_rate=self.learning_rate,
-                                              max_leaf_nodes=self.max_leaf_nodes, early_stopping=False,
-                                              random_state=self.seed)
+                                              max_leaf_nodes=self.max_leaf_nodes, early_stopping=self.patience > 0,
+                                              n_iter_no_change=max(self.patience, 1), random_state=self.seed)
 
-    def _fitted(self, x: np.ndarray, same: np.ndarray) -> HistGradientBoostingClassifier:
+    def _fitted(self, x: np.ndarray, same: np.ndarray, groups: np.ndarray) -> HistGradientBoostingClassifier:
         """A new model trained on these pairs; a feature with fewer than two distinct finite values (e.g. image
-        similarity when almost no pair has two usable images) becomes a constant, which sklearn can bin."""
+        similarity when almost no pair has two usable images) becomes a constant, which sklearn can bin.
+
+        With ``patience``, a tenth of the label groups is held out as the stopping set: a random tenth of the
+        pairs would share groups with the trees' own pairs and stop too late (it reads memorised groups as
+        learned). The trees stop where the loss on unseen groups stops falling; on shopee-dev that is well
+        before ``max_iter``, so most of the fit's boosting time was spent on trees that did not help."""
         x = np.where(np.isfinite(x), x, np.nan)
         degenerate = ~(np.fmin.reduce(x, axis=0) < np.fmax.reduce(x, axis=0))   # NaN-skipping; all-NaN -> NaN
-        return self._new_model().fit(np.where(degenerate, 0.0, x), same)
+        x = np.where(degenerate, 0.0, x)
+        stop = _stopping_pairs(same, groups, self.seed) if self.patience > 0 else None
+        if stop is None:
+            return self._new_model().set_params(early_stopping=False).fit(x, same)
+        return self._new_model().fit(x[~stop], same[~stop], X_val=x[stop], y_val=same[stop])
 
     def predict_each(self, x: np.ndarray, feature_names: list[str]) -> list[np.ndarray]:
         """p(same product) per pair from each fold model; the features must be the trained ones, in order."""
@@ -287,6 +309,6 @@ class PairClassifier:
         self.feature_names, self.models = list(feature_names), []
         for fit_idx, held in tqdm(GroupKFold(folds).split(x, same, pair_groups), total=folds, desc="pair folds",
                                   disable=not progress):
-            self.models.append(self._fitted(x[fit_idx], same[fit_idx]))
+            self.models.append(self._fitted(x[fit_idx], same[fit_idx], pair_groups[fit_idx]))
             p[held] = self.models[-1].predict_proba(x[held])[:, 1]
         return p
