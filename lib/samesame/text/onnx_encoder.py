@@ -82,6 +82,12 @@ def encoder_graph(config: E5Config, layers: dict, masked: float, first: int = 0,
     return g.serialized("e5_title_encoder", {"x": shape, "mask": ["batch", "tokens"]}, {"out": ["batch", config.hidden]})
 
 
+def is_ffn_output(weight: str) -> bool:
+    """Whether a weight constant of :func:`encoder_graph` is a feed-forward output projection (``l<i>.fo.w``):
+    its input, after GELU, has the outliers int8 handles worst, so the int8 graph keeps it float32."""
+    return weight.split("#")[0].endswith(".fo.w")
+
+
 class OnnxEncoder:
     """An ONNX Runtime session of :func:`encoder_graph`, on this process's CPU threads: ``(x, mask) -> out``."""
 
