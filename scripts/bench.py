@@ -13,7 +13,8 @@
     goal <= 120);
 (c') ``samesame.match.selection.fit_matcher`` on a 34,250-listing synthetic train table, as ``make fit`` runs it:
     ``fit_34k_full_seconds`` with the title transformer trained as configured (goal <= 900), ``fit_34k_seconds``
-    without it (goal <= 300); (e) ``title_model``: the transformer's own throughput;
+    without it (goal <= 300); (e) ``title_model``: the transformer's own throughput, float32 and int8 side by
+    side, with the CPU's flags and the path it picks;
 (d) peak RSS and the machine. Prints and writes JSON; asserts nothing.
 
 On a shared machine wall-clock ratios are noisy; ``embed_pipeline_vs_model_cpu``
@@ -221,22 +222,35 @@ def bench_fit(n_listings: int, titles: bool) -> dict:
 
 
 def bench_title_model(n_titles: int = 2000, epochs: int = 1) -> dict:
-    """Throughput of the e5 title transformer (default config) on synthetic titles: embedding (ONNX Runtime on
-    a CPU) and training (frozen-layer cache + epochs), in titles per second."""
-    from samesame.text.title_model import TitleEncoder
+    """Throughput of the e5 title transformer (default config) on synthetic titles: embedding in float32 and in
+    int8 side by side (ONNX Runtime on a CPU), the path ``cpu_precision: auto`` picks on this CPU and its
+    flags, how far int8 moves the embeddings (cosine to float32's), and training (frozen-layer cache + epochs),
+    in titles per second."""
+    from samesame.core.cpu import cpu_summary
+    from samesame.text.title_model import TitleEncoder, embedding_precision
 
     pool = synthetic_listings(max(1, int(n_titles / 3.1)), seed=4)
     titles, labels = pool["title"].tolist(), pool["label_group"].to_numpy()
-    start = time.perf_counter()
-    TitleEncoder(CFG.title_encoder).embed(titles)
-    embed_per_s = len(titles) / (time.perf_counter() - start)
+    embedded, per_s = {}, {}
+    for precision in ("float32", "int8"):
+        encoder = TitleEncoder(replace(CFG.title_encoder, cpu_precision=precision))
+        encoder.embed(titles[:64])                       # graph built and warmed outside the timing
+        start = time.perf_counter()
+        embedded[precision] = encoder.embed(titles[64:])
+        per_s[precision] = (len(titles) - 64) / (time.perf_counter() - start)
     encoder = TitleEncoder(replace(CFG.title_encoder, epochs=epochs))
     start = time.perf_counter()
     encoder.fit(titles, labels, progress=False)
     fit_s = time.perf_counter() - start
-    return {"n_titles": len(titles), "embed_titles_per_s": embed_per_s,
+    return {"n_titles": len(titles), "cpu": cpu_summary(),
+            "auto_path": embedding_precision(CFG.title_encoder.cpu_precision),
+            "embed_titles_per_s": per_s[encoder.precision],
+            "embed_titles_per_s_float32": per_s["float32"], "embed_titles_per_s_int8": per_s["int8"],
+            "int8_speedup": per_s["int8"] / per_s["float32"],
+            "int8_min_cosine_to_float32": float(np.min(np.sum(embedded["float32"] * embedded["int8"], axis=1))),
             "train_titles_per_s_per_epoch": len(titles) / float(np.mean(encoder.epoch_seconds)),
-            "cache_frozen_layers_titles_per_s": len(titles) / max(1e-9, fit_s - sum(encoder.epoch_seconds))}
+            "cache_frozen_layers_titles_per_s": len(titles) / max(1e-9, fit_s - sum(encoder.epoch_seconds)),
+            "frozen_layers_path": encoder.precision}
 
 
 def machine() -> dict:

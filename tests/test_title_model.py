@@ -11,7 +11,8 @@ from samesame.core.neighbors import knn
 from samesame.run.settings import defaults
 from samesame.text import onnx_encoder
 from samesame.text.batches import length_batches
-from samesame.text.title_model import BrokenEncoderError, TitleEncoder, fitted_encoder
+from samesame.text import title_model
+from samesame.text.title_model import BrokenEncoderError, TitleEncoder, embedding_precision, fitted_encoder
 
 CFG = defaults()
 
@@ -39,7 +40,9 @@ def _neighbour_accuracy(emb, labels):
 @pytest.fixture(scope="module")
 def trained():
     titles, labels = _toy_groups(np.random.default_rng(0))
-    cfg = replace(CFG.title_encoder, train_layers=1, epochs=6, batch_size=16, learning_rate=5e-4, margin_ramp_epochs=2)
+    cfg = replace(CFG.title_encoder, train_layers=1, epochs=6, batch_size=16, learning_rate=5e-4, margin_ramp_epochs=2,
+                  cpu_precision="float32", train_precision="float32")   # Keras' numbers to rounding;
+    # the int8 and bfloat16 paths have tests of their own
     before = TitleEncoder(cfg).embed(titles)
     encoder = TitleEncoder(cfg).fit(titles, labels, progress=False)
     return encoder, titles, labels, before
@@ -109,6 +112,83 @@ def test_each_part_of_the_encoder_runs_in_onnx_runtime_like_keras(trained, train
                                    expected[mask.astype(bool)] if part == "lower" else expected, atol=2e-4)
 
 
+def test_int8_runs_on_any_cpu_keeps_the_ffn_outputs_float_and_stays_close_to_float32(trained):
+    """The int8 path is the default only on CPUs with int8 units, but it must work (slowly) on any CPU."""
+    import onnx
+
+    from samesame.core.onnx_runtime import int8_model
+
+    encoder, titles, labels, _ = trained
+    int8 = TitleEncoder(replace(encoder.config, cpu_precision="int8"))
+    int8.upper.set_weights(encoder.upper.get_weights())
+    int8.centre = encoder.centre
+    assert int8.precision == "int8"
+    layers = {layer.name: layer for model in (encoder.lower, encoder.upper) for layer in model.layers}
+    graph = int8_model(onnx_encoder.encoder_graph(encoder.weights.config, layers, title_model.MASKED),
+                       keep_float=onnx_encoder.is_ffn_output)
+    ops = [node.op_type for node in onnx.load_from_string(graph).graph.node]
+    assert ops.count("MatMulInteger") + ops.count("DynamicQuantizeMatMul") == 12 * 5     # q k v, attention out, FFN in
+    assert ops.count("MatMul") == 12 * 3                                                  # q.k, attention.v, FFN out
+    cosine = np.sum(int8.embed(titles) * encoder.embed(titles), axis=1)
+    assert cosine.max() < 1 - 1e-6                     # int8 arithmetic did run
+    assert cosine.min() > 0.97 and np.median(cosine) > 0.99
+    assert _neighbour_accuracy(int8.embed(titles), labels) >= _neighbour_accuracy(encoder.embed(titles), labels) - 0.05
+
+
+def test_mixed_bfloat16_training_runs_on_any_cpu_learns_and_keeps_float32_weights():
+    titles, labels = _toy_groups(np.random.default_rng(6), n_groups=12, per_group=4)
+    cfg = replace(CFG.title_encoder, train_layers=1, epochs=6, batch_size=16, learning_rate=5e-4, margin_ramp_epochs=2,
+                  train_precision="mixed_bfloat16", cpu_precision="float32")
+    encoder = TitleEncoder(cfg)
+    assert encoder.upper.get_layer("layer_11").q.dtype_policy.name == "mixed_bfloat16"
+    before = encoder.embed(titles)
+    encoder.fit(titles, labels, progress=False)
+    assert encoder.history[-1] < encoder.history[2]           # falls once the ArcFace margin is fully ramped
+    assert all(w.dtype == np.float32 for w in encoder.upper.get_weights())
+    assert _neighbour_accuracy(encoder.embed(titles), labels) >= _neighbour_accuracy(before, labels)
+
+
+def test_auto_training_precision_is_bfloat16_only_on_a_float32_cpu_run_with_bf16_units(monkeypatch):
+    import keras
+
+    for fast, expected in ((True, "mixed_bfloat16"), (False, None)):
+        monkeypatch.setattr(title_model, "bf16_is_fast", lambda fast=fast: fast)
+        assert title_model.training_policy("auto") == expected
+    assert title_model.training_policy("float32") == "float32"
+    monkeypatch.setattr(title_model, "bf16_is_fast", lambda: True)
+    monkeypatch.setattr(keras.config, "dtype_policy", lambda: keras.DTypePolicy("mixed_float16"))
+    assert title_model.training_policy("auto") is None              # a mixed_float16 run (a GPU) keeps its policy
+
+
+def test_a_config_saved_before_the_precision_settings_reads_as_float32(tmp_path):
+    from samesame.text.title_model import _parse_config
+
+    saved = {k: v for k, v in asdict(CFG.title_encoder).items() if k not in ("cpu_precision", "train_precision")}
+    (tmp_path / "config.json").write_text(json.dumps(saved))
+    config = _parse_config(tmp_path / "config.json")
+    assert (config.cpu_precision, config.train_precision) == ("float32", "float32")
+    (tmp_path / "config.json").write_text(json.dumps({**saved, "cpu_precision": "int4", "train_precision": "auto"}))
+    with pytest.raises(ValueError, match="cpu_precision = 'int4'"):
+        _parse_config(tmp_path / "config.json")
+
+
+def test_auto_precision_is_int8_only_in_onnx_runtime_on_a_cpu_with_int8_units(monkeypatch):
+    for fast, expected in ((True, "int8"), (False, "float32")):
+        monkeypatch.setattr(title_model, "int8_is_fast", lambda fast=fast: fast)
+        assert embedding_precision("auto") == expected
+        assert (embedding_precision("int8"), embedding_precision("float32")) == ("int8", "float32")
+    monkeypatch.setattr(onnx_encoder, "use_onnx", lambda: False)          # Keras (a GPU) has no int8 path
+    assert embedding_precision("int8") == "float32"
+
+
+def test_an_encoder_trained_on_int8_states_is_cached_apart_from_a_float32_one(tmp_path):
+    titles, labels = _toy_groups(np.random.default_rng(5), n_groups=4, per_group=2)
+    for precision in ("float32", "int8"):
+        fitted_encoder(titles, labels, replace(CFG.title_encoder, train_layers=1, epochs=1, batch_size=8,
+                                               cpu_precision=precision), tmp_path, progress=False)
+    assert len(list(tmp_path.glob("title-e5-*"))) == 2
+
+
 def test_embed_keeps_input_order_and_unseen_pieces(trained):
     encoder, titles, _, _ = trained
     new = ["ZZQX kata baru sekali 🙂", titles[0]]
@@ -144,7 +224,7 @@ def test_a_cached_encoder_saved_without_a_centre_gets_it_from_its_training_title
     import json
 
     titles, labels = _toy_groups(np.random.default_rng(4), n_groups=6, per_group=3)
-    cfg = replace(CFG.title_encoder, train_layers=1, epochs=1, batch_size=8)
+    cfg = replace(CFG.title_encoder, train_layers=1, epochs=1, batch_size=8, cpu_precision="float32")
     first = fitted_encoder(titles, labels, cfg, tmp_path, progress=False)
     (training,) = tmp_path.glob("title-e5-*/training.json")
     training.write_text(json.dumps({**json.loads(training.read_text()), "centre": None}))

@@ -30,7 +30,7 @@ from samesame.image.finetune import FinetuneSettings
 from samesame.image.finetune.models import HEADS, UNFREEZE_MODES
 from samesame.match.options import FusionOptions, MatcherOptions, TuningGrid
 from samesame.run.runs import plain
-from samesame.text.title_model import TITLE_MODELS, TitleModelConfig
+from samesame.text.title_model import CPU_PRECISIONS, TITLE_MODELS, TRAIN_PRECISIONS, TitleModelConfig
 from samesame.text.titles import TfidfConfig
 
 REPO = Path(__file__).resolve().parents[3]
@@ -117,6 +117,8 @@ LIMITS: list[tuple[str, Callable[[Any], bool], str]] = [
     # a section (a mapping) is tested as a whole, as the files read so far make it
     ("*seed", lambda v: v >= 0, "an integer >= 0"),
     ("precision", lambda v: v in PRECISIONS, f"one of {list(PRECISIONS)}"),
+    ("title_encoder.cpu_precision", lambda v: v in CPU_PRECISIONS, f"one of {list(CPU_PRECISIONS)}"),
+    ("title_encoder.train_precision", lambda v: v in TRAIN_PRECISIONS, f"one of {list(TRAIN_PRECISIONS)}"),
     ("title_model", lambda v: v in TITLE_MODELS, f"one of {sorted(TITLE_MODELS)} (samesame.text.title_model)"),
     ("*fraction", lambda v: 0 < v < 1, "a number in (0, 1)"),
     ("*_quantile", lambda v: 0 <= v < 1, "a number in [0, 1)"),
@@ -144,6 +146,7 @@ LIMITS: list[tuple[str, Callable[[Any], bool], str]] = [
      "word_weight or char_weight > 0 (the TF-IDF signal needs its word or its char part)"),
     ("*epochs", lambda v: v >= 0, "an integer >= 0"),
     ("*.pair_max_leaf_nodes", lambda v: v >= 2, "an integer >= 2"),
+    ("*.pair_patience", lambda v: v >= 0, "an integer >= 0 (0: no early stopping)"),
     ("*_weight", lambda v: v >= 0, "a number >= 0"),
     ("*.char_ngrams", lambda v: len(v) == 2 and 1 <= v[0] <= v[1], "[low, high] with 1 <= low <= high"),
     ("*.max_features", lambda v: v >= 1, "an integer >= 1 (null: every n-gram)"),
