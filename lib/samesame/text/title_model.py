@@ -47,8 +47,7 @@ from samesame.text import onnx_encoder
 from samesame.text.batches import Tokens, length_batches
 from samesame.text.e5 import E5Config, E5Weights
 
-CPU_PRECISIONS = ("auto", "int8", "float32")
-TRAIN_PRECISIONS = ("auto", "mixed_bfloat16", "float32")
+CPU_PRECISIONS, TRAIN_PRECISIONS = ("auto", "int8", "float32"), ("auto", "mixed_bfloat16", "float32")
 ONNX_BATCH = 32    # titles per ONNX Runtime call: 2-core CPU throughput peaks here (256: -30%)
 MASKED = -30000.0  # attention score of a padding token: exp() is 0, and it stays finite in float16
 
@@ -67,25 +66,20 @@ class TitleModelConfig:
     scale: float
     margin_ramp_epochs: int
     seed: int
-    train_precision: str           # the trained layers' arithmetic: "mixed_bfloat16", "float32", or "auto":
-                                   # mixed_bfloat16 on a CPU with bfloat16 units (AVX512-BF16, AMX) under a float32
-                                   # run, else the run's own policy (mixed_float16 on a GPU)
-    cpu_precision: str             # the frozen-layer pass and embedding on a CPU: "int8", "float32", or "auto":
-                                   # int8 where the CPU has int8 units (VNNI, AMX; samesame.core.cpu), else float32
+    train_precision: str           # trained layers' policy (:func:`training_policy`)
+    cpu_precision: str             # frozen-layer pass and embedding on a CPU (:func:`embedding_precision`)
 
 
 def embedding_precision(wanted: str) -> str:
-    """The arithmetic titles are embedded in here: "int8" only in ONNX Runtime (a CPU) and where ``wanted``
-    (:attr:`TitleModelConfig.cpu_precision`) is "int8" or, "auto", where the CPU has int8 units; else "float32"."""
+    """"int8" in ONNX Runtime (a CPU) where ``wanted`` is "int8" or, "auto", the CPU has int8 units; else "float32"."""
     if not onnx_encoder.use_onnx() or wanted == "float32" or (wanted == "auto" and not int8_is_fast()):
         return "float32"
     return "int8"
 
 
 def training_policy(wanted: str) -> str | None:
-    """The trained layers' Keras dtype policy (None: the run's global one). "auto" picks mixed_bfloat16 only on
-    a CPU with bfloat16 units and a float32 run: there it trains the title layers about 1.4x faster
-    (0.40 -> 0.29 s per step of 64 titles, 4 layers, AVX512-BF16 + AMX); a GPU keeps its mixed_float16."""
+    """The trained layers' dtype policy (None: the run's). "auto": mixed_bfloat16 on a float32 CPU run with bf16
+    units (0.40 -> 0.29 s per step of 64 titles, 4 layers, AVX512-BF16 + AMX); a GPU keeps its mixed_float16."""
     if wanted != "auto":
         return wanted
     float32_cpu = keras.config.dtype_policy().name == "float32" and not keras_on_gpu()
@@ -134,8 +128,7 @@ class EncoderLayer(keras.layers.Layer):
         width = shape[-1]
         dtype = self.dtype_policy          # the sublayers compute as this layer does (mixed_bfloat16 in training)
         self.q, self.k, self.v, self.ao = (keras.layers.Dense(width, name=n, dtype=dtype) for n in ("q", "k", "v", "ao"))
-        self.fi, self.fo = keras.layers.Dense(self.ffn, name="fi", dtype=dtype), keras.layers.Dense(width, name="fo",
-                                                                                                     dtype=dtype)
+        self.fi, self.fo = (keras.layers.Dense(w, name=n, dtype=dtype) for w, n in ((self.ffn, "fi"), (width, "fo")))
         self.aln = keras.layers.LayerNormalization(epsilon=self.eps, name="aln", dtype=dtype)
         self.oln = keras.layers.LayerNormalization(epsilon=self.eps, name="oln", dtype=dtype)
         for layer in (self.q, self.k, self.v, self.ao, self.fi, self.aln, self.oln):
@@ -241,8 +234,7 @@ class TitleEncoder:
         self._onnx: onnx_encoder.OnnxEncoder | None = None   # the whole encoder, built when first needed
 
     @property
-    def precision(self) -> str:
-        """The arithmetic this process embeds titles in (:func:`embedding_precision`)."""
+    def precision(self) -> str:       # the arithmetic this process embeds titles in
         return embedding_precision(self.config.cpu_precision)
 
     def tokens(self, titles: Sequence[str]) -> Tokens:
@@ -428,18 +420,16 @@ def _read_part(folder: Path, file: str, read):
 def _parse_config(path: Path) -> TitleModelConfig:
     """config.json with every field of its declared type (a string would fail deep inside Keras)."""
     saved = json.loads(path.read_text())
-    if isinstance(saved, dict):
-        for key in ("cpu_precision", "train_precision"):   # saved before these paths existed: it was float32
-            saved.setdefault(key, "float32")
+    if isinstance(saved, dict):       # saved before these paths existed: it was float32
+        saved = {"cpu_precision": "float32", "train_precision": "float32", **saved}
     config = TitleModelConfig(**saved)
     for name, kind in typing.get_type_hints(TitleModelConfig).items():
         value = getattr(config, name)
         if isinstance(value, bool) or not isinstance(value, {int: int, float: (int, float), str: str}[kind]):
             raise ValueError(f"{name} = {value!r}, expected {kind.__name__}")
-    if config.cpu_precision not in CPU_PRECISIONS:
-        raise ValueError(f"cpu_precision = {config.cpu_precision!r}, expected one of {list(CPU_PRECISIONS)}")
-    if config.train_precision not in TRAIN_PRECISIONS:
-        raise ValueError(f"train_precision = {config.train_precision!r}, expected one of {list(TRAIN_PRECISIONS)}")
+    for name, allowed in (("cpu_precision", CPU_PRECISIONS), ("train_precision", TRAIN_PRECISIONS)):
+        if getattr(config, name) not in allowed:
+            raise ValueError(f"{name} = {getattr(config, name)!r}, expected one of {list(allowed)}")
     return config
 
 
@@ -464,8 +454,7 @@ def fitted_encoder(titles: Sequence[str], labels: Sequence, config: TitleModelCo
     """A :class:`TitleEncoder` trained on these titles and labels -- loaded from ``cache_dir`` when the very
     same titles, labels and config were trained before (rerunning a notebook costs no training)."""
     titles = [str(t) for t in titles]
-    # an int8 frozen pass trains other weights than a float32 one
-    settings = {**asdict(config), "cpu_precision": embedding_precision(config.cpu_precision),
+    settings = {**asdict(config), "cpu_precision": embedding_precision(config.cpu_precision),   # the paths taken
                 "train_precision": training_policy(config.train_precision) or keras.config.dtype_policy().name}
     key = hashlib.sha1(json.dumps([titles, [str(x) for x in labels], settings]).encode()).hexdigest()[:16]
     folder = Path(cache_dir) / f"title-e5-{key}" if cache_dir else None
