@@ -24,10 +24,10 @@ EMBEDDING := $(R)/models/embedding.json
 IMAGE_MODEL := $(BACKBONE) $(FINETUNE) $(EMBEDDING)
 MATCHER := $(R)/models/matcher/matcher.json
 
-.PHONY: all test venv sample eda phash backbones finetune metric errors fit submission kaggle results bench gpu-check data lab strip clean-cache help
+.PHONY: all test test-all venv sample eda phash backbones finetune metric errors fit submission kaggle results bench gpu-check data lab strip clean-cache help
 help:
 	@echo "make all [DATA_DIR=<kaggle folder>] [RUN=<name>] [PROFILE=sample|kaggle|gpu]  run notebooks 01..07 into runs/RUN/"
-	@echo "make test        unit + end-to-end tests";  echo "make sample      generate the embedded sample (data/sample)"
+	@echo "make test        unit tests + one end-to-end run (minutes)"; echo "make test-all    make test, then the slow checks (what CI runs)";  echo "make sample      generate the embedded sample (data/sample)"
 	@echo "make eda|phash|backbones|finetune|metric|errors|submission  one notebook (same RUN to reuse a run)"
 	@echo "make results RUNS=\"<run> ...\"  RESULTS.md + docs/figures/ from those runs' metrics.json and params.yaml"
 	@echo "make fit         fit the matcher on train.csv -> runs/RUN/models/matcher/ (07 loads it)"
@@ -85,7 +85,11 @@ sample: $(STAMP)
 	$(PY) -m samesame.run.pipeline sample --profile $(PROFILE)
 
 test: $(STAMP)
-	$(PY) -m pytest
+	$(PY) -m pytest -m "not slow"
+
+# what CI runs: make test, then the slow checks (pytest -m slow)
+test-all: test
+	$(PY) -m pytest -m slow
 
 results: $(STAMP)
 	$(PY) -m samesame.study.results $(RUNS)

@@ -14,6 +14,9 @@ pytestmark = pytest.mark.slow
 
 MODEL_TESTS = ("tests/test_arcface.py", "tests/test_backbones.py", "tests/test_torch_weights.py",
                "tests/test_finetune.py", "tests/test_title_model.py", "tests/test_e5.py")
+# what does not differ between backends: Keras' own applications beyond the one (ResNet50) that checks our wrapper
+SAME_ON_EVERY_BACKEND = ("not ((every_registered_backbone or keras_app_wrapper)"
+                         " and (efficientnetb0 or efficientnetv2 or inceptionv3 or convnext))")
 
 
 def test_the_model_modules_pass_under_the_jax_backend():
@@ -23,7 +26,7 @@ def test_the_model_modules_pass_under_the_jax_backend():
     backend = subprocess.run([sys.executable, "-c", "import keras; print(keras.config.backend())"], env=env,
                              capture_output=True, text=True, check=True).stdout.split()[-1]
     assert backend == "jax"
-    done = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", *MODEL_TESTS], env=env,
-                          cwd=REPO, capture_output=True, text=True)
+    done = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-k", SAME_ON_EVERY_BACKEND,
+                           *MODEL_TESTS], env=env, cwd=REPO, capture_output=True, text=True)
     assert done.returncode == 0, done.stdout[-6000:] + done.stderr[-2000:]
     assert " passed" in done.stdout.splitlines()[-1]

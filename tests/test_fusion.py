@@ -226,6 +226,7 @@ def test_ablation_has_an_image_only_row_when_image_vectors_exist():
     assert table.set_index("method").loc["image", "mean_f1"] > 0.5 and len(predictions["image"]) == len(val)
 
 
+@pytest.mark.slow
 @pytest.mark.realdata
 @pytest.mark.skipif(not (DATA / "train.csv").exists(), reason="real dev data absent")
 def test_ablation_on_real_data_beats_tfidf_alone():

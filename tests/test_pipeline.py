@@ -1,4 +1,6 @@
-"""End to end: every notebook through papermill on a tiny generated sample, as `make all` runs them."""
+"""End to end: every notebook through papermill on a tiny generated sample, as `make all` runs them. One run per
+`make test` (the module fixture), every test asserting on its records; the two missing-signal reruns are `slow`
+(`make test-all`)."""
 
 import json
 import shutil
@@ -12,8 +14,6 @@ from samesame.data.sample import generate_sample
 from samesame.data.submission import validate_submission
 from samesame.run import settings
 from samesame.run.pipeline import notebooks, run_notebooks
-
-pytestmark = pytest.mark.slow
 
 
 @pytest.fixture(scope="module")
@@ -123,6 +123,7 @@ def _remove_images(data_dir):
         shutil.rmtree(data_dir / folder)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("variant, make, dropped", [
     ("photos only", _blank_titles, {"tfidf", "title"}),
     ("titles only", _remove_images, {"image"}),
