@@ -110,6 +110,10 @@ def test_a_fit_padded_to_the_test_pool_tunes_for_it_and_says_where_it_measured()
     curve = Selection.from_dict(padded.info["selection"]).curve
     assert pools["curve_half"] == "B" and curve["pool"].max() == pools["scored_in"]     # half B inside all of train
     assert curve["pool"].min() < pools["scored_in"] / 1.5
+    table = Selection.from_dict(padded.info["selection"]).table.set_index("steps")     # half B: folds 0 and 1
+    full = curve[curve["pool"] == pools["scored_in"]].set_index("steps")["mean_f1"]
+    for steps, f1 in full.items():      # the full-size point is the selection's own held-out score, not a rerun
+        assert abs(f1 - table.loc[steps, ["fold_0", "fold_1"]].mean()) < 1e-3
     assert Selection.from_dict(small.info["selection"]).curve is None
     big = (test_vectors, np.ones(len(test), bool))
     f1 = {name: score_matches(m.predict(test, image_embeddings=big, progress=False), test["label_group"]).mean_f1

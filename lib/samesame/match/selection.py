@@ -257,26 +257,28 @@ def select_steps(folds: list[tuple], fusion: FusionOptions, tfidf_config: TfidfC
     if padding is not None and sizes["scored_in"] > sizes["held_out_fold"]:
         shown = [s for s in dict.fromkeys([Steps(), chosen]) if s.name in scores]
         first = [i for i, (_, h, _) in enumerate(folds) if h.half == folds[0][1].half]
-        curve = pool_curve(padding, [folds[i][1] for i in first],
-                           {s: [matchers[i, s] for i in first] for s in shown}, [held_out[i] for i in first], progress)
+        curve = pool_curve(padding, [folds[i][1] for i in first], {s: [matchers[i, s] for i in first] for s in shown},
+                           [{s: scores[s.name][i]["mean_f1"] for s in shown} for i in first], progress)
         sizes["curve_half"] = folds[0][1].half
     return Selection(_table(scores), chosen, skipped, sizes, curve)
 
 
-def pool_curve(padding: Padding, held_out: list[PaddedPool], matchers: dict, full_signals: list[dict] | None = None,
+def pool_curve(padding: Padding, held_out: list[PaddedPool], matchers: dict, full_f1: list[dict] | None = None,
                progress: bool = False, points: int = 3) -> pd.DataFrame:
     """Held-out mean F1 (mean +- std over folds) of each configuration's fold matchers as each held-out fold is
     searched in a pool growing from the fold alone to its padded size (``points`` sizes, geometric).
-    ``full_signals``: each fold's signals at its padded size, already computed."""
+    ``full_f1``: each fold's {configuration: mean F1} at its padded size, already scored by the selection (the same
+    matcher on the same pool), so only the smaller pools are matched here."""
     rows = []
     for i, fold in enumerate(tqdm(held_out, desc="pool sizes", disable=not progress)):
         sizes = np.unique(np.geomspace(fold.n_scored, len(fold.listings), points).round().astype(int))
         for k, size in enumerate(sizes):
+            known = full_f1[i] if full_f1 and size == len(fold.listings) else {}
             pool = padding.pool(fold.queries, ~fold.queries, int(size))
-            signals: dict = full_signals[i] if full_signals and size == len(fold.listings) else {}
+            signals: dict = {}
             for steps, fold_matchers in matchers.items():
-                rows.append({"steps": steps.name, "point": k, "pool": len(pool.listings),
-                             "mean_f1": _held_out_scores(fold_matchers[i], pool, signals)["mean_f1"]})
+                f1 = known[steps] if steps in known else _held_out_scores(fold_matchers[i], pool, signals)["mean_f1"]
+                rows.append({"steps": steps.name, "point": k, "pool": len(pool.listings), "mean_f1": f1})
     return (pd.DataFrame(rows).groupby(["steps", "point"], sort=False)
             .agg(pool=("pool", "mean"), mean_f1=("mean_f1", "mean"), std_f1=("mean_f1", "std")).reset_index()
             .drop(columns="point").assign(pool=lambda t: t["pool"].round().astype(int)))
