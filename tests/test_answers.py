@@ -159,6 +159,9 @@ def test_fit_answer_names_the_shipped_recipe_and_its_cross_fitted_estimate():
     run = _run()
     run["fit"].update(command="python -m samesame.run.pipeline fit --profile kaggle --run d", commit="abc1234")
     assert "Fitted by `python -m samesame.run.pipeline fit --profile kaggle --run d` at commit abc1234." in answer("fit", run)
+    assert "Images:" not in text
+    run["fit"]["images_left_out"] = "only 20 of 24,293 train listings have a usable image"
+    assert "Images: only 20 of 24,293 train listings have a usable image." in answer("fit", run)
 
 
 def test_metric_answer_says_which_image_model_ships_and_with_which_levers():

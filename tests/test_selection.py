@@ -92,6 +92,25 @@ def test_image_only_data_fits_and_matches_without_a_title_signal():
     assert len(matches) == len(photos) and score_matches(matches, photos["label_group"]).mean_f1 > 0.8
 
 
+def test_a_handful_of_photos_among_titled_listings_is_left_out_of_the_fit_with_a_warning():
+    """A csv-only Kaggle folder with a few photos (shopee-dev: 20 of 24,293): the image signal cannot be tuned."""
+    df, rng = _listings(n_groups=70, per_group=3)                 # 210 listings: 1% is 2.1
+    vectors = rng.normal(size=(len(df), 8)).astype(np.float32)
+    options = OPTIONS.changed(title_model=None, grid=FAST, unit_filter=False, blend=False, local_scale=False,
+                              pair_classifier=False)
+    few = np.zeros(len(df), bool)
+    few[:2] = True
+    with pytest.warns(UserWarning, match="only 2 of 210 train listings have a usable image"):
+        matcher = fit_matcher(df, options, image_embeddings=(vectors, few), progress=False)
+    assert not matcher.uses_images() and "image" not in matcher.recipe.weights
+    assert "2 of 210" in matcher.info["images_left_out"]
+    assert len(matcher.predict(df, progress=False)) == len(df)          # no image vectors needed to match
+    enough = few.copy()
+    enough[2] = True                                                   # 3 of 210 >= 1%: tuned like any signal
+    kept = fit_matcher(df, options, image_embeddings=(vectors, enough), progress=False)
+    assert "images_left_out" not in kept.info and "image" in kept.recipe.weights
+
+
 def test_title_only_data_fits_and_matches_without_images():
     df, _ = _listings(n_groups=50)
     matcher = fit_matcher(df.assign(image_path=None), OPTIONS.changed(title_model=None, grid=FAST), progress=False)

@@ -29,6 +29,7 @@ in ``Matcher.info["selection"]``, so 06 reports the very recipe that 07 ships.
 from __future__ import annotations
 
 import itertools
+import warnings
 from collections.abc import Collection
 from dataclasses import asdict, dataclass, field, replace
 
@@ -45,6 +46,7 @@ from samesame.text.title_model import TITLE_MODELS
 from samesame.text.titles import TfidfConfig
 
 FOLDS_PER_HALF = 2
+MIN_IMAGE_SHARE = 0.01     # train listings with a usable image below this share: the image signal is left out
 
 
 @dataclass(frozen=True)
@@ -108,6 +110,9 @@ def fit_matcher(train_df: pd.DataFrame, options: MatcherOptions, *, image_embedd
     recipe is tuned and scored on the other groups only; the title encoders still learn from every group.
     """
     fusion, grid, tfidf_config, seed = options.fusion, options.grid, options.tfidf, options.seed
+    image_embeddings, images_left_out = tunable_images(image_embeddings, len(train_df))
+    if images_left_out:
+        image_seen_groups = ()          # no image similarity is read, so no group's is memorised
     rows_a = in_half_a(train_df, options)
     unseen = ~train_df["label_group"].isin(set(image_seen_groups)).to_numpy()
     pool_a, pool_b = rows_a & unseen, ~rows_a & unseen
@@ -130,7 +135,25 @@ def fit_matcher(train_df: pd.DataFrame, options: MatcherOptions, *, image_embedd
     matcher.info["tuning_groups"] = {"tuned and scored on": int(train_df.loc[unseen, "label_group"].nunique()),
                                      "left out (the image model trained on them)":
                                          int(train_df.loc[~unseen, "label_group"].nunique())}
+    if images_left_out:
+        matcher.info["images_left_out"] = images_left_out
     return matcher
+
+
+def tunable_images(image_embeddings, n_train: int) -> tuple[tuple | None, str | None]:
+    """The image vectors, or None and why when fewer than :data:`MIN_IMAGE_SHARE` of train's listings have a usable
+    image: the recipe cannot learn the image signal's weight from a handful of photos (a csv-only Kaggle folder),
+    yet its 1,280-d similarity is computed for every candidate pair: on the shopee-dev table (20 photos among 24,293
+    listings) that made the fit's tuning minutes slower for an image weight of 0 (README, "What the dev fit costs")."""
+    if image_embeddings is None:
+        return None, None
+    usable = int(np.asarray(image_embeddings[1], dtype=bool).sum())
+    if usable >= MIN_IMAGE_SHARE * n_train:
+        return image_embeddings, None
+    why = (f"only {usable:,} of {n_train:,} train listings have a usable image (the recipe needs "
+           f"{MIN_IMAGE_SHARE:.0%} to tune the image signal), so the matcher matches without images")
+    warnings.warn(why, stacklevel=3)
+    return None, why
 
 
 def in_half_a(df: pd.DataFrame, options: MatcherOptions) -> np.ndarray:

@@ -102,7 +102,8 @@ def fit_summary(matcher: Matcher) -> dict:
     return {"method": matcher.name, "fit_seconds": matcher.info.get("fit_seconds"),
             "n_train": matcher.info.get("n_train"), "shipped": {"method": matcher.name, **selection["estimate"]},
             "chosen_steps": selection["chosen_name"], "selection": selection["table"], "skipped": selection["skipped"],
-            "tuning_groups": matcher.info.get("tuning_groups"), "pools": selection.get("pools"),
+            "tuning_groups": matcher.info.get("tuning_groups"), "images_left_out": matcher.info.get("images_left_out"),
+            "pools": selection.get("pools"),
             "pool_curve": selection.get("curve")}
 
 

@@ -314,6 +314,8 @@ def _fit(metrics: dict) -> str:
             f"label groups ({s['folds']} held-out folds{_pool(s)}), `{f['chosen_steps']}` scored best: "
             f"{s['mean_f1']:.3f} ± {s['std_f1']:.3f} mean F1, the estimate for unseen groups"
             f"{_left_out(f.get('tuning_groups'))}. " + pool_cost(f.get("pool_curve"), f.get("pools")))
+    if f.get("images_left_out"):
+        text += f" Images: {f['images_left_out']}."
     if f.get("command"):
         text += f" Fitted by `{f['command']}` at commit {f.get('commit')}."
     if f.get("skipped"):
