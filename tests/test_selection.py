@@ -97,7 +97,7 @@ def test_a_handful_of_photos_among_titled_listings_is_left_out_of_the_fit_with_a
     df, rng = _listings(n_groups=70, per_group=3)                 # 210 listings: 1% is 2.1
     vectors = rng.normal(size=(len(df), 8)).astype(np.float32)
     options = OPTIONS.changed(title_model=None, grid=FAST, unit_filter=False, blend=False, local_scale=False,
-                              pair_classifier=False)
+                              pair_classifier=True)
     few = np.zeros(len(df), bool)
     few[:2] = True
     with pytest.warns(UserWarning, match="only 2 of 210 train listings have a usable image"):
@@ -105,6 +105,8 @@ def test_a_handful_of_photos_among_titled_listings_is_left_out_of_the_fit_with_a
     assert not matcher.uses_images() and "image" not in matcher.recipe.weights
     assert "2 of 210" in matcher.info["images_left_out"]
     assert len(matcher.predict(df, progress=False)) == len(df)          # no image vectors needed to match
+    with_photos = matcher.predict(df, image_embeddings=(vectors, few), progress=False)   # given, they are not read
+    assert [m.tolist() for m in with_photos] == [m.tolist() for m in matcher.predict(df, progress=False)]
     enough = few.copy()
     enough[2] = True                                                   # 3 of 210 >= 1%: tuned like any signal
     kept = fit_matcher(df, options, image_embeddings=(vectors, enough), progress=False)

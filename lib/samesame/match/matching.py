@@ -126,8 +126,10 @@ class Matcher:
         return self.match_signals(self.signals(df, image_embeddings), progress)
 
     def signals(self, df: pd.DataFrame, image_embeddings=None) -> Signals:
-        """The signals :meth:`match_signals` reads (the learned title only where this matcher uses it)."""
-        return compute_signals(df, self.encoder if self.uses_title() else None, self.tfidf_config, image_embeddings)
+        """The signals :meth:`match_signals` reads (the learned title and the image vectors only where this matcher
+        uses them: a fit that left images out, too few in train, matches a pool with photos without them)."""
+        return compute_signals(df, self.encoder if self.uses_title() else None, self.tfidf_config,
+                               image_embeddings if self.uses_images() else None)
 
     def match_signals(self, signals: Signals, progress: bool = False) -> list[np.ndarray]:
         """:meth:`predict` on signals already computed: the recipe selection scores several matchers on one

@@ -310,7 +310,7 @@ def pool_curve(padding: Padding, held_out: list[PaddedPool], matchers: dict, ful
 def _held_out_scores(matcher: Matcher, pool: PaddedPool, pool_signals: dict) -> dict:
     """A tuned matcher scored on a held-out pool (its scored listings; the rest pad it); ``pool_signals`` keeps
     the pool's signals (and so its candidate pairs) for the next configuration."""
-    key = matcher.uses_title()
+    key = (matcher.uses_title(), matcher.uses_images())      # the signals Matcher.signals computes for it
     if key not in pool_signals:
         pool_signals[key] = matcher.signals(pool.listings, pool.images)
         pool_signals[key].scored = pool.scored
