@@ -76,7 +76,7 @@ def compute_signals(df: pd.DataFrame, encoder: TitleEncoder | None, tfidf_config
             emb = {name: sp.csr_matrix(sp.diags(ok.astype(np.float32)) @ x) if sp.issparse(x) else x * ok[:, None]
                    for name, x in emb.items()}
     if image_embeddings is not None:
-        vectors, ok = _image_pair(image_embeddings, n)
+        vectors, ok = image_pair(image_embeddings, n)
         usable["image"] = ok & np.isfinite(vectors).all(1) & (np.abs(vectors).sum(1) > 0)
         emb["image"] = np.where(usable["image"][:, None], l2_normalize(vectors), 0.0).astype(np.float32)
     phash, present = phash_column(df["image_phash"].tolist())
@@ -89,7 +89,7 @@ def compute_signals(df: pd.DataFrame, encoder: TitleEncoder | None, tfidf_config
     return Signals(emb, phash, usable, [quantities(t) for t in titles], titles)
 
 
-def _image_pair(image_embeddings, n: int) -> tuple[np.ndarray, np.ndarray]:
+def image_pair(image_embeddings, n: int) -> tuple[np.ndarray, np.ndarray]:
     """``(vectors (n, d), ok (n,))`` checked: anything else is refused with what was passed and the fix."""
     fix = (f"pass (vectors (n, d), ok (n,)) for the n={n} listings, one row per listing and ok=False where no "
            "image, as samesame.run.matcher.embed_for_matcher returns")

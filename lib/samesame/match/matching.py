@@ -22,7 +22,7 @@ from samesame.core.files import replaced_folder
 from samesame.core.typed import field_problem
 from samesame.core.neighbors import MAX_MATCHES
 from samesame.match.candidates import (Candidates, Signals, blend_signals, candidate_pairs, compute_signals,
-                                       embedding_sims)
+                                       embedding_sims, image_pair)
 from samesame.match.pairs import PairClassifier, TitleTokens, pair_features, symmetric_probability
 from samesame.match.recipe import Recipe, fused_score, keep_pairs, recipe_score
 from samesame.text.title_model import TITLE_MODELS, TitleEncoder
@@ -128,8 +128,10 @@ class Matcher:
     def signals(self, df: pd.DataFrame, image_embeddings=None) -> Signals:
         """The signals :meth:`match_signals` reads (the learned title and the image vectors only where this matcher
         uses them: a fit that left images out, too few in train, matches a pool with photos without them)."""
-        return compute_signals(df, self.encoder if self.uses_title() else None, self.tfidf_config,
-                               image_embeddings if self.uses_images() else None)
+        if image_embeddings is not None and not self.uses_images():
+            image_pair(image_embeddings, len(df))        # still refused when malformed, with the fix
+            image_embeddings = None
+        return compute_signals(df, self.encoder if self.uses_title() else None, self.tfidf_config, image_embeddings)
 
     def match_signals(self, signals: Signals, progress: bool = False) -> list[np.ndarray]:
         """:meth:`predict` on signals already computed: the recipe selection scores several matchers on one
