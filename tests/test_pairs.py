@@ -6,7 +6,7 @@ import scipy.sparse as sp
 
 from samesame.match.candidates import Candidates
 from samesame.match.pairs import (PairClassifier, TitleTokens, pair_dot, pair_features, rank_in_row, reverse_index,
-                                  row_best, symmetric_probability)
+                                  row_best, row_order, symmetric_probability)
 from samesame.match.recipe import Recipe, keep_pairs, pair_scores, threshold_sweep, tune_recipe
 from samesame.match.tuning import tune_pair_step
 from samesame.run.settings import defaults
@@ -24,6 +24,36 @@ def test_reverse_index_finds_the_opposite_direction_and_rejects_one_way_pairs():
     assert reverse_index(rows, cols, 3).tolist() == [2, 3, 0, 1]
     with pytest.raises(ValueError, match="not symmetric"):
         reverse_index(np.array([0]), np.array([1]), 2)
+
+
+def test_reverse_index_of_sorted_candidates_agrees_with_the_general_search():
+    rng = np.random.default_rng(0)
+    n = 300
+    keys = rng.choice(n * n, 4000, replace=False)
+    rows, cols = keys // n, keys % n
+    keys = np.unique(np.r_[rows * n + cols, cols * n + rows][np.r_[rows != cols, rows != cols]])
+    rows, cols = keys // n, keys % n                                  # sorted, unique, both directions
+    rev = reverse_index(rows, cols, n)
+    assert np.array_equal(rows[rev], cols) and np.array_equal(cols[rev], rows)
+    shuffled = rng.permutation(len(rows))                             # the general path
+    assert np.array_equal(shuffled[reverse_index(rows[shuffled], cols[shuffled], n)], rev[shuffled])
+    with pytest.raises(ValueError, match="not symmetric"):
+        reverse_index(np.array([0, 0, 1]), np.array([1, 2, 0]), 3)    # sorted, but (2, 0) is missing
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_row_order_is_lexsort_by_row_then_decreasing_score(dtype):
+    rng = np.random.default_rng(1)
+    rows = rng.integers(0, 500, 20000)
+    score = rng.normal(size=20000).astype(dtype)
+    score[::7] = np.round(score[::7], 1)          # ties keep their input order
+    score[::11], score[::13], score[::17] = np.nan, -0.0, 0.0
+    score[::19] = -np.inf
+    expected = np.lexsort((-np.nan_to_num(score, nan=-np.inf), rows))
+    assert np.array_equal(row_order(rows, score), expected)
+    assert np.array_equal(row_order(np.sort(rows), score), np.lexsort((-np.nan_to_num(score, nan=-np.inf),
+                                                                        np.sort(rows))))
+    assert row_order(np.zeros(0, int), np.zeros(0)).tolist() == []
 
 
 def test_rank_and_best_per_row_with_missing_similarity_last():
@@ -226,6 +256,22 @@ def test_pair_dot_is_the_dot_product_of_the_two_rows_whatever_the_chunk():
         for chunk in (None, 1, 7, 1000):
             np.testing.assert_allclose(pair_dot(emb, rows, cols, chunk), expected, rtol=1e-5, atol=1e-6)
     assert np.array_equal(pair_dot(dense, rows, cols), pair_dot(dense, rows, cols, 3))     # the same sums
+
+
+def test_pair_dot_of_candidate_pairs_sums_one_direction_and_mirrors_it_bit_for_bit():
+    rng = np.random.default_rng(2)
+    n = 60
+    keys = np.unique(rng.integers(0, n * n, 800))
+    rows, cols = keys // n, keys % n
+    keys = np.unique(np.r_[rows * n + cols, cols * n + rows])
+    rows, cols = keys // n, keys % n                           # sorted, unique, both directions: mirrored
+    shuffled = rng.permutation(len(rows))                      # not sorted: every pair summed
+    dense = rng.normal(size=(n, 9)).astype(np.float32)
+    sparse = sp.csr_matrix(np.where(rng.random((n, 30)) < 0.3, rng.random((n, 30)), 0.0).astype(np.float32))
+    for emb in (dense, sparse):
+        out = pair_dot(emb, rows, cols)
+        assert np.array_equal(out[shuffled], pair_dot(emb, rows[shuffled], cols[shuffled]))
+        assert np.array_equal(out, out[reverse_index(rows, cols, n)])
 
 
 def test_threshold_sweep_equals_one_mask_per_threshold_bit_for_bit():

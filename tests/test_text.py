@@ -39,6 +39,18 @@ def test_unit_conflict_known_answers(a, b, conflict):
     assert unit_conflict(quantities(a), quantities(b)) is conflict
 
 
+def test_pair_conflicts_decided_once_per_distinct_amounts_equal_one_check_per_pair():
+    from samesame.match.candidates import _pair_conflicts
+
+    titles = ["susu 200 gr", "susu 400 gr", "susu 200 gr 1 l", "kopi", "teh 1 l", "teh 2 l", "gula 200 gr"]
+    qty = [quantities(t) for t in titles]
+    rng = np.random.default_rng(0)
+    rows, cols = rng.integers(0, len(titles), 300), rng.integers(0, len(titles), 300)
+    expected = [bool(qty[r]) and bool(qty[c]) and unit_conflict(qty[r], qty[c]) for r, c in zip(rows, cols)]
+    assert _pair_conflicts(qty, rows, cols).tolist() == expected
+    assert _pair_conflicts([], np.zeros(0, int), np.zeros(0, int)).tolist() == []
+
+
 def test_tfidf_rows_are_unit_length_and_units_unify():
     x = tfidf_embeddings(["Gula 200gr", "gula 200 gram", "sabun cair"], replace(CFG.tfidf, char_weight=0.5))
     norms = np.sqrt(np.asarray(x.multiply(x).sum(1)).ravel())

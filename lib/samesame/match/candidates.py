@@ -22,7 +22,7 @@ from tqdm.auto import tqdm
 
 from samesame.core.neighbors import MAX_MATCHES, knn, l2_normalize
 from samesame.image.phash import phash_column, phash_similarity
-from samesame.match.pairs import pair_dot
+from samesame.match.pairs import pair_dot, row_order
 from samesame.text.title_model import TitleEncoder
 from samesame.text.titles import TfidfConfig, normalize_titles, quantities, tfidf_embeddings, unit_conflict
 
@@ -204,10 +204,16 @@ def _unusable(signals: Signals, name: str, rows: np.ndarray, cols: np.ndarray) -
 
 
 def _pair_conflicts(qty: list[dict], rows: np.ndarray, cols: np.ndarray) -> np.ndarray:
-    has = np.array([bool(q) for q in qty], dtype=bool)
+    """:func:`unit_conflict` per pair, decided once per distinct pair of stated amounts (far fewer than pairs)."""
+    distinct: dict = {}
+    ids = np.array([distinct.setdefault(frozenset(q.items()), len(distinct)) for q in qty], dtype=np.int64)
+    kinds = [dict(key) for key in distinct]
+    has = np.array([bool(q) for q in kinds], dtype=bool)[ids] if len(ids) else np.zeros(0, dtype=bool)
     both = np.flatnonzero(has[rows] & has[cols])
     conflict = np.zeros(len(rows), dtype=bool)
-    conflict[both] = [unit_conflict(qty[r], qty[c]) for r, c in zip(rows[both], cols[both])]
+    pairs, which = np.unique(ids[rows[both]] * len(kinds) + ids[cols[both]], return_inverse=True)
+    decided = np.array([unit_conflict(kinds[p // len(kinds)], kinds[p % len(kinds)]) for p in pairs], dtype=bool)
+    conflict[both] = decided[which.ravel()]
     return conflict
 
 
@@ -225,7 +231,7 @@ def blend_signals(signals: Signals, cands: Candidates, score: np.ndarray, thresh
     """
     sel = score >= threshold
     r, c, s = cands.rows[sel], cands.cols[sel], score[sel]
-    order = np.lexsort((-s, r))
+    order = row_order(r, s)
     r, c, s = r[order], c[order], s[order]
     rank = np.arange(len(r)) - np.searchsorted(r, r)
     r, c, s = r[rank < top], c[rank < top], s[rank < top]

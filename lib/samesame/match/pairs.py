@@ -41,7 +41,17 @@ def pair_dot(emb, rows: np.ndarray, cols: np.ndarray, chunk: int | None = None) 
     Dense rows are gathered about 1 MB a side at a time, so they stay in cache: 1M pairs of 384-d
     float32 took 0.6-0.8 s in chunks of 512 pairs against 2.1 s in chunks of 65,536 (and the
     fit computes hundreds of such sums). Sparse rows go 65,536 pairs at a time (scipy's
-    per-call cost dominates smaller chunks). The sums are the same whatever the chunk."""
+    per-call cost dominates smaller chunks). The sums are the same whatever the chunk.
+
+    Candidate pairs (sorted, both directions present) are summed one direction only and mirrored: the
+    product is symmetric, and the fit takes such sums ~200 times on pools of millions of pairs."""
+    mirror = _mirror(rows, cols, emb.shape[0])
+    if mirror is not None:
+        out = np.empty(len(rows), dtype=np.float32)
+        half = np.flatnonzero(rows <= cols)
+        out[half] = pair_dot(emb, rows[half], cols[half], chunk)
+        out[mirror[half]] = out[half]
+        return out
     if chunk is None:
         chunk = 1 << 16 if sp.issparse(emb) else max(1, DENSE_CHUNK_BYTES // (emb.shape[1] * emb.itemsize))
     out = np.empty(len(rows), dtype=np.float32)
@@ -52,8 +62,16 @@ def pair_dot(emb, rows: np.ndarray, cols: np.ndarray, chunk: int | None = None) 
 
 
 def reverse_index(rows: np.ndarray, cols: np.ndarray, n: int) -> np.ndarray:
-    """Position of pair (j, i) for every pair (i, j); candidates always hold both directions."""
+    """Position of pair (j, i) for every pair (i, j); candidates always hold both directions.
+
+    Candidate pairs come sorted by (row, col) and unique: there, the positions are read off the transpose of
+    the sparse matrix of positions (a counting sort, O(pairs)), ~10x faster than searching every reverse key."""
     keys = rows.astype(np.int64) * n + cols
+    if _sorted_unique(keys):
+        mirror = _mirror(rows, cols, n)
+        if mirror is None:
+            raise ValueError("candidate pairs are not symmetric: every (i, j) needs its (j, i)")
+        return mirror
     order = np.argsort(keys, kind="stable")
     pos = np.searchsorted(keys[order], cols.astype(np.int64) * n + rows)
     if len(keys) and (pos.max() >= len(keys) or not np.array_equal(keys[order][pos], cols.astype(np.int64) * n + rows)):
@@ -61,10 +79,45 @@ def reverse_index(rows: np.ndarray, cols: np.ndarray, n: int) -> np.ndarray:
     return order[pos]
 
 
+def row_order(rows: np.ndarray, score: np.ndarray) -> np.ndarray:
+    """Pair positions sorted by row, then by decreasing score (NaN last, ties in input order):
+    ``np.lexsort((-score, rows))`` as one stable sort of a 64-bit key (row in the top bits, the score's
+    order-preserving bits below), 2-3x faster on the millions of candidate pairs the fit ranks hundreds of times.
+
+    Exact for float32 scores; a float64 score keeps its top 64 - bits(n) bits (relative 1e-11 at 70,000
+    listings), so two float64 scores closer than that keep their input order."""
+    rows = np.asarray(rows)
+    if len(rows) == 0:
+        return np.zeros(0, dtype=np.int64)
+    shift = max(int(rows.max()).bit_length(), 1)
+    if shift > 32 or rows.min() < 0:
+        return np.lexsort((-np.nan_to_num(score, nan=-np.inf), rows))
+    value = np.nan_to_num(np.asarray(score, dtype=np.float64), nan=-np.inf) + 0.0      # -0.0 -> +0.0, as lexsort
+    bits = value.view(np.uint64)
+    ascending = np.where(bits >> np.uint64(63), ~bits, bits | np.uint64(1 << 63))
+    key = (~ascending >> np.uint64(shift)) | (rows.astype(np.uint64) << np.uint64(64 - shift))
+    return np.argsort(key, kind="stable")
+
+
+def _sorted_unique(keys: np.ndarray) -> bool:
+    return len(keys) > 1 and bool(np.all(keys[1:] > keys[:-1]))
+
+
+def _mirror(rows: np.ndarray, cols: np.ndarray, n: int) -> np.ndarray | None:
+    """Position of (j, i) for every pair (i, j) of pairs sorted by (row, col), unique and symmetric, read off the
+    transpose of the sparse matrix of positions (a counting sort, O(pairs)); None for any other pairs."""
+    if not _sorted_unique(rows.astype(np.int64) * n + cols):
+        return None
+    indptr = np.r_[0, np.cumsum(np.bincount(rows, minlength=n))]
+    flipped = sp.csr_matrix((np.arange(1, len(rows) + 1), cols, indptr), shape=(n, n)).T.tocsr()
+    if not (np.array_equal(flipped.indptr, indptr) and np.array_equal(flipped.indices, cols)):
+        return None
+    return flipped.data - 1
+
+
 def rank_in_row(rows: np.ndarray, sim: np.ndarray) -> np.ndarray:
     """0 for each row's most similar candidate, 1 for the next... (NaN similarity ranks last)."""
-    key = np.nan_to_num(sim, nan=-np.inf)
-    order = np.lexsort((-key, rows))
+    order = row_order(rows, sim)
     counts = np.bincount(rows)
     first = np.cumsum(counts) - counts                   # position of each row's first pair in ``order``
     rank = np.empty(len(rows), dtype=np.float32)

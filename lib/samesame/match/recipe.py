@@ -35,6 +35,7 @@ from samesame.core.metrics import scores_from_counts
 from samesame.core.splits import label_codes
 from samesame.image.phash import phash_similarity
 from samesame.match.candidates import SIGNALS, Candidates
+from samesame.match.pairs import row_order
 from samesame.match.options import TuningGrid
 
 SIMILARITY = (-1.0, 1.0)   # bounds of a similarity threshold (cosine, 1 - bits/32)
@@ -271,16 +272,15 @@ def fused_score(cands: Candidates, weights: dict[str, float]) -> np.ndarray:
     for name, w in weights.items():
         if w <= 0 or name not in cands.sims:
             continue
-        s = cands.sims[name]
-        have = ~np.isnan(s)
-        num[have] += w * s[have]
-        den[have] += w
+        have = ~np.isnan(cands.sims[name])     # whole-array arithmetic: masked updates were 3x slower
+        num += w * np.where(have, cands.sims[name], 0.0)
+        den += w * have
     return np.divide(num, den, out=np.full_like(num, -1.0), where=den > 0)
 
 
 def kth_best(cands: Candidates, score: np.ndarray, k: int) -> np.ndarray:
     """Each listing's k-th best candidate score (its worst when it has fewer than k; NaN when it has none)."""
-    order = np.lexsort((-np.nan_to_num(score, nan=-np.inf), cands.rows))
+    order = row_order(cands.rows, score)
     counts = np.bincount(cands.rows, minlength=cands.n)
     first = np.cumsum(counts) - counts
     out = np.full(cands.n, np.nan)
@@ -337,7 +337,7 @@ def _best_per_row(rows: np.ndarray, score: np.ndarray) -> np.ndarray:
     if len(rows) == 0:
         return np.zeros(0, dtype=np.int64)
     if np.any(rows[1:] < rows[:-1]):                          # unsorted (hand-made pairs): the general way
-        order = np.lexsort((-score, rows))
+        order = row_order(rows, score)
         return order[np.r_[True, rows[order][1:] != rows[order][:-1]]]
     starts = np.flatnonzero(np.r_[True, rows[1:] != rows[:-1]])
     best = np.maximum.reduceat(score, starts)
