@@ -10,7 +10,7 @@ import pytest
 
 from samesame.core.metrics import score_matches
 from samesame.match.ablation import ablation
-from samesame.match.candidates import Candidates, Signals, blend_signals, candidate_pairs
+from samesame.match.candidates import Candidates, Signals, blend_signals, candidate_pairs, compute_signals
 from samesame.match.matching import Matcher, matches_from_pairs, searched_signals
 from samesame.match.recipe import Blend, PairStep, Recipe, fused_score, keep_pairs, pair_scores
 from samesame.match.selection import fit_matcher
@@ -318,6 +318,28 @@ def test_a_tuning_pool_tunes_each_rule_once_and_as_a_fresh_pool_would():
     assert candidate_pairs(shared.signals) is shared.cands          # the pool's candidates are found again
     blended = blend_signals(shared.signals, shared.cands, fused_score(shared.cands, plain.weights), plain.threshold)
     assert candidate_pairs(blended) is not shared.cands              # blended signals search anew
+
+
+def test_a_blend_is_computed_once_per_pool_and_as_a_fresh_one_would_be():
+    """'blend' and 'blend + pair classifier' share their blend on a held-out pool: the second finds the first's
+    blended candidates, which equal a fresh blend; a blend the tuning dropped is forgotten."""
+    from samesame.match.matching import blended, forget_blend, pool_candidates
+
+    df, _ = _listings(n_groups=40)
+    signals = compute_signals(df, None, CFG.tfidf)
+    recipe = Recipe({"tfidf": 1.0}, 0.5, union={"phash": 0.9},
+                    blend=Blend({"tfidf": 1.0}, 0.6, 8))
+    first = pool_candidates(signals, recipe)
+    again = pool_candidates(signals, recipe)
+    assert again[1] is first[1] and np.array_equal(again[2], first[2])
+    fresh = pool_candidates(compute_signals(df, None, CFG.tfidf), recipe)
+    assert np.array_equal(fresh[1].cols, first[1].cols) and fresh[1].sims.keys() == first[1].sims.keys()
+    for name in fresh[1].sims:
+        np.testing.assert_array_equal(fresh[1].sims[name], first[1].sims[name])
+    cands = candidate_pairs(signals, search=recipe.searched_signals())
+    assert blended(signals, cands, recipe.blend, search=recipe.searched_signals())[1] is first[1]
+    forget_blend(signals, recipe.blend, search=recipe.searched_signals())
+    assert pool_candidates(signals, recipe)[1] is not first[1]
 
 
 TITLES_AND_PHASH = Recipe({"tfidf": 1.0}, 0.5, union={"phash": 0.9})

@@ -23,8 +23,8 @@ from samesame.core.typed import field_problem
 from samesame.core.neighbors import MAX_MATCHES
 from samesame.match.candidates import (Candidates, Signals, blend_signals, candidate_pairs, compute_signals,
                                        embedding_sims, image_pair)
-from samesame.match.pairs import PairClassifier, TitleTokens, pair_features, symmetric_probability
-from samesame.match.recipe import Recipe, fused_score, keep_pairs, recipe_score
+from samesame.match.pairs import PairClassifier, TitleTokens, pair_features, row_order, symmetric_probability
+from samesame.match.recipe import Blend, Recipe, fused_score, keep_pairs, recipe_score
 from samesame.text.title_model import TITLE_MODELS, TitleEncoder
 from samesame.text.titles import TfidfConfig
 
@@ -33,7 +33,7 @@ def matches_from_pairs(cands: Candidates, keep: np.ndarray, score: np.ndarray,
                        max_matches: int = MAX_MATCHES) -> list[np.ndarray]:
     """Match sets (self first, then by decreasing score), capped at ``max_matches``."""
     r, c, s = cands.rows[keep], cands.cols[keep], score[keep]
-    order = np.lexsort((-s, r))
+    order = row_order(r, s)
     r, c = r[order], c[order]
     bounds = np.searchsorted(r, np.arange(cands.n + 1))
     return [np.concatenate(([i], c[bounds[i]:bounds[i + 1]][: max_matches - 1])) for i in range(cands.n)]
@@ -56,14 +56,34 @@ def pool_candidates(signals: Signals, recipe: Recipe, k: int = MAX_MATCHES,
     """
     search = recipe.searched_signals()
     cands = candidate_pairs(signals, k, progress, search)
-    blend = recipe.blend
-    if blend:
-        first = fused_score(cands, blend.weights)
+    if recipe.blend:
         raw = signals
-        signals = blend_signals(signals, cands, first, blend.threshold, blend.top)
-        cands = candidate_pairs(signals, k, progress, search)
-        cands.sims.update({f"raw_{name}": s for name, s in embedding_sims(raw, cands.rows, cands.cols).items()})
+        signals, cands = blended(signals, cands, recipe.blend, k, search, progress)
+        if not any(name.startswith("raw_") for name in cands.sims):     # once per remembered blend
+            cands.sims.update({f"raw_{name}": s for name, s in embedding_sims(raw, cands.rows, cands.cols).items()})
     return signals, cands, recipe_score(cands, recipe)
+
+
+def blended(signals: Signals, cands: Candidates, blend: Blend, k: int = MAX_MATCHES, search=None,
+            progress: bool = False) -> tuple[Signals, Candidates]:
+    """The blended signals and their candidate pairs (searched in ``search``; ``cands``: the unblended ones of
+    that search), remembered on ``signals``: the selection scores "blend" and "blend + pair classifier" with one
+    blend on each held-out pool, and the pair classifier trains on the blend the tuning chose."""
+    key = _blend_key(signals, blend, k, search)
+    if key not in signals.knn_cache:
+        mixed = blend_signals(signals, cands, fused_score(cands, blend.weights), blend.threshold, blend.top)
+        signals.knn_cache[key] = (mixed, candidate_pairs(mixed, k, progress, search))
+    return signals.knn_cache[key]
+
+
+def forget_blend(signals: Signals, blend: Blend, k: int = MAX_MATCHES, search=None) -> None:
+    """Drop a remembered :func:`blended` (a blend the tuning tried and did not keep: each holds a pool's pairs)."""
+    signals.knn_cache.pop(_blend_key(signals, blend, k, search), None)
+
+
+def _blend_key(signals: Signals, blend: Blend, k: int, search) -> tuple:
+    searched = tuple(name for name in [*signals.emb, "phash"] if search is None or name in search)
+    return "blend", k, searched, tuple(sorted(blend.weights.items())), float(blend.threshold), blend.top
 
 
 def pair_classifier_features(signals: Signals, cands: Candidates, score: np.ndarray,

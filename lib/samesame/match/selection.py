@@ -183,6 +183,7 @@ class PaddedPool:
     images: tuple | None
     scored: np.ndarray | None      # bool per listing: whose F1 counts (None: all, nothing was added)
     queries: np.ndarray
+    rows: np.ndarray               # bool per train row: the listings of the pool (queries and padding)
     half: str | None = None        # the cross-fitting half whose fold is scored ("A" or "B")
 
     @property
@@ -209,7 +210,7 @@ class Padding:
         rows = queries.copy()
         rows[extra] = True
         return PaddedPool(self.train[rows].reset_index(drop=True), subset_images(self.images, rows),
-                          queries[rows] if len(extra) else None, queries)
+                          queries[rows] if len(extra) else None, queries, rows)
 
     def order(self, padding: np.ndarray) -> np.ndarray:
         """Positions of the ``padding`` rows in the order they pad: by a hash of their label group."""
@@ -247,7 +248,10 @@ def select_steps(folds: list[tuple], fusion: FusionOptions, tfidf_config: TfidfC
     options = fusion.rule
     pools = [TuningPool.of(tune.listings, enc, tune.images, tfidf_config, grid, seed, scored=tune.scored)
              for tune, _, enc in folds]
-    held_out = [{} for _ in folds]        # per fold: its signals, with and without the learned title
+    # per fold: its pool's signals, with and without the learned title; shared by the folds whose pools hold the same
+    # listings embedded by the same encoder (padded to all of train, a half's two held-out pools are one pool)
+    shared: dict = {}
+    held_out = [shared.setdefault((id(enc), test.rows.tobytes()), {}) for _, test, enc in folds]
     matchers: dict[tuple, Matcher] = {}   # (fold, configuration) -> its tuned matcher
     scores: dict[str, list] = {}
     skipped: dict[str, str] = {}
@@ -309,11 +313,10 @@ def pool_curve(padding: Padding, held_out: list[PaddedPool], matchers: dict, ful
 
 def _held_out_scores(matcher: Matcher, pool: PaddedPool, pool_signals: dict) -> dict:
     """A tuned matcher scored on a held-out pool (its scored listings; the rest pad it); ``pool_signals`` keeps
-    the pool's signals (and so its candidate pairs) for the next configuration."""
+    the pool's signals (and so its candidate pairs and blends) for the next configuration."""
     key = (matcher.uses_title(), matcher.uses_images())      # the signals Matcher.signals computes for it
     if key not in pool_signals:
         pool_signals[key] = matcher.signals(pool.listings, pool.images)
-        pool_signals[key].scored = pool.scored
     return score_matches(matcher.match_signals(pool_signals[key]), pool.listings["label_group"],
                          pool.scored).as_dict()
 

@@ -17,11 +17,12 @@ import pandas as pd
 from samesame.core.metrics import Scores
 from samesame.core.neighbors import MAX_MATCHES
 from samesame.core.splits import label_codes
-from samesame.match.candidates import Candidates, Signals, blend_signals, candidate_pairs, compute_signals
-from samesame.match.matching import classified_pairs, pair_classifier_features, pair_probability, pool_candidates
+from samesame.match.candidates import Candidates, Signals, candidate_pairs, compute_signals
+from samesame.match.matching import (blended, classified_pairs, forget_blend, pair_classifier_features, pair_probability,
+                                    pool_candidates)
 from samesame.match.options import TuningGrid
 from samesame.match.pairs import PairClassifier
-from samesame.match.recipe import Blend, PairStep, Recipe, fused_score, keep_pairs, pair_scores, tune_recipe
+from samesame.match.recipe import Blend, PairStep, Recipe, keep_pairs, pair_scores, tune_recipe
 from samesame.text.title_model import TitleEncoder
 from samesame.text.titles import TfidfConfig
 
@@ -111,15 +112,18 @@ class TuningPool:
             return _tuned(self.cands)
         recipe = self.tune(concat=concat, union_phash=union_phash, min2=min2, unit_filter=unit_filter, blend=False,
                            local_scale=local_scale)
-        score = fused_score(self.cands, recipe.weights)
         best, best_scores = (None, None) if blend else (recipe, self.scores(self.cands, recipe))
         for t in (recipe.threshold + offset for offset in self.grid.blend_offsets):
             step = Blend(dict(recipe.weights), float(t), self.grid.blend_top)
-            b_cands = candidate_pairs(blend_signals(self.signals, self.cands, score, t, step.top))
+            _, b_cands = blended(self.signals, self.cands, step)
             r = _tuned(b_cands).replace(blend=step)
             r_scores = self.scores(b_cands, r)
             if best is None or (r_scores.mean_f1 > best_scores.mean_f1 if blend else self.wins(r_scores, best_scores)):
+                if best is not None and best.blend:
+                    forget_blend(self.signals, best.blend)
                 best, best_scores = r, r_scores
+            else:
+                forget_blend(self.signals, step)
         return best
 
     def add_pair_classifier(self, recipe: Recipe, wanted: bool | None,
