@@ -90,6 +90,22 @@ def test_blending_pulls_a_noisy_member_towards_its_group():
     np.testing.assert_allclose(blended[3], emb[3], atol=1e-6)     # no neighbour above threshold: unchanged
 
 
+def test_mutual_blending_ignores_a_neighbour_whose_own_best_lie_elsewhere():
+    # 0 and 1 are a tight pair; 2 leans towards 0, but 0's single best neighbour is 1, so with top=1 only
+    # the mutual pair 0-1 blends: 2 keeps its vector, whereas a one-way blend pulls 2 towards 0
+    emb = np.array([[1, 0, 0], [0.99, 0.141, 0], [0.8, 0, 0.6], [0, 1, 0]], dtype=np.float32)
+    emb /= np.linalg.norm(emb, axis=1, keepdims=True)
+    signals = Signals({"title": emb}, np.zeros((4, 8), np.uint8), {}, [{}] * 4)
+    cands = candidate_pairs(signals, k=4)
+    score = fused_score(cands, {"title": 1.0})
+    one_way = blend_signals(signals, cands, score, threshold=0.7, top=1).emb["title"]
+    mutual = blend_signals(signals, cands, score, threshold=0.7, top=1, mutual=True).emb["title"]
+    assert one_way[2] @ emb[0] > emb[2] @ emb[0] + 0.05
+    np.testing.assert_allclose(mutual[2], emb[2], atol=1e-6)
+    np.testing.assert_allclose(mutual[0], one_way[0], atol=1e-6)         # the mutual pair blends alike
+    np.testing.assert_allclose(mutual[1], one_way[1], atol=1e-6)
+
+
 def _listings(seed=0, n_groups=40, per_group=3):
     """Synthetic listings: a product word + a size, random filler; phash shared by half the groups."""
     rng = np.random.default_rng(seed)

@@ -33,6 +33,14 @@ def test_a_good_recipe_file_loads_exactly(tmp_path):
     assert Recipe.from_dict({"weights": {"tfidf": 1.0}, "threshold": 0.5, "union": None}).union == {}
 
 
+def test_a_mutual_blend_is_saved_named_and_read_back(tmp_path):
+    recipe = Recipe.from_dict({**GOOD, "blend": {"weights": {"tfidf": 1.0}, "threshold": 0.7, "mutual": True}})
+    assert recipe.blend == Blend({"tfidf": 1.0}, 0.7, 8, True)
+    assert recipe.name.startswith("mutual_blend(")
+    assert Recipe.load(recipe.save(tmp_path / "r.json")) == recipe
+    assert Recipe.from_dict(GOOD).blend.mutual is False       # recipes saved before the option read as before
+
+
 @pytest.mark.parametrize("key, value, expected", [
     ("unit_filter", "false", "true or false"),
     ("unit_filter", 1, "true or false"),
@@ -55,6 +63,7 @@ def test_a_good_recipe_file_loads_exactly(tmp_path):
     ("pair_classifier.min2", -0.1, r"a finite number in \[0, 1\]"),
     ("pair_classifier.floor", float("nan"), "a finite number"),
     ("blend", [1], "a JSON object"),
+    ("blend.mutual", "yes", "true or false"),
 ])
 def test_a_bad_value_names_the_file_the_key_the_value_and_the_fix(tmp_path, key, value, expected):
     path = tmp_path / "recipe.json"

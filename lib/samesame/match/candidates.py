@@ -222,9 +222,10 @@ def _pair_conflicts(qty: list[dict], rows: np.ndarray, cols: np.ndarray) -> np.n
 
 
 def blend_signals(signals: Signals, cands: Candidates, score: np.ndarray, threshold: float,
-                  top: int = 8) -> Signals:
+                  top: int = 8, mutual: bool = False) -> Signals:
     """Neighbourhood blending: each embedding becomes the score-weighted mean of itself and its
-    ``top`` best neighbours with fused score >= ``threshold``, re-normalised.
+    ``top`` best neighbours with fused score >= ``threshold``, re-normalised; ``mutual``: only the neighbours
+    whose own ``top`` hold this listing too.
 
     Close neighbours agree on the product, so averaging them cancels seller-specific
     noise (a title's extra promo words, a photo's background) before searching again.
@@ -236,6 +237,12 @@ def blend_signals(signals: Signals, cands: Candidates, score: np.ndarray, thresh
     rank = np.arange(len(r)) - np.searchsorted(r, r)
     r, c, s = r[rank < top], c[rank < top], s[rank < top]
     n = signals.n
+    if mutual:
+        kept = np.sort(r.astype(np.int64) * n + c)
+        back = c.astype(np.int64) * n + r
+        at = np.minimum(np.searchsorted(kept, back), max(len(kept) - 1, 0))
+        both = kept[at] == back if len(kept) else np.zeros(0, dtype=bool)
+        r, c, s = r[both], c[both], s[both]
     w = sp.csr_matrix((np.r_[s, np.ones(n)], (np.r_[r, np.arange(n)], np.r_[c, np.arange(n)])), shape=(n, n))
     emb = {}
     for name, x in signals.emb.items():

@@ -71,7 +71,8 @@ def blended(signals: Signals, cands: Candidates, blend: Blend, k: int = MAX_MATC
     blend on each held-out pool, and the pair classifier trains on the blend the tuning chose."""
     key = _blend_key(signals, blend, k, search)
     if key not in signals.knn_cache:
-        mixed = blend_signals(signals, cands, fused_score(cands, blend.weights), blend.threshold, blend.top)
+        mixed = blend_signals(signals, cands, fused_score(cands, blend.weights), blend.threshold, blend.top,
+                              blend.mutual)
         signals.knn_cache[key] = (mixed, candidate_pairs(mixed, k, progress, search))
     return signals.knn_cache[key]
 
@@ -83,7 +84,8 @@ def forget_blend(signals: Signals, blend: Blend, k: int = MAX_MATCHES, search=No
 
 def _blend_key(signals: Signals, blend: Blend, k: int, search) -> tuple:
     searched = tuple(name for name in [*signals.emb, "phash"] if search is None or name in search)
-    return "blend", k, searched, tuple(sorted(blend.weights.items())), float(blend.threshold), blend.top
+    return ("blend", k, searched, tuple(sorted(blend.weights.items())), float(blend.threshold), blend.top,
+            blend.mutual)
 
 
 def pair_classifier_features(signals: Signals, cands: Candidates, score: np.ndarray,

@@ -68,6 +68,7 @@ class TuningGrid:
     min2_grid: tuple[float, float]              # min2's looser threshold: (start, step) up to the fused threshold
     blend_offsets: tuple[float, ...]            # blending: neighbours within the fused threshold + each offset
     blend_top: int                              # neighbours averaged by blending
+    blend_mutual: tuple[bool, ...]              # blending tried with every neighbour (false), mutual ones only (true)
     local_k: int                                # local scale: which neighbour measures a listing's crowding
     local_alphas: tuple[float, ...]             # local scale: strengths tried where the step is on
     probabilities: tuple[float, float, float]   # pair-classifier decision thresholds: (start, stop, step)

@@ -44,11 +44,14 @@ PROBABILITY = (0.0, 1.0)   # bounds of a pair-classifier threshold
 
 @dataclass(frozen=True)
 class Blend:
-    """Neighbourhood blending before the final search: fused ``weights``, neighbours >= ``threshold``, at most ``top``."""
+    """Neighbourhood blending before the final search: fused ``weights``, neighbours >= ``threshold``, at most ``top``.
+    ``mutual``: only neighbours that also count this listing among their ``top`` (a crowd of look-alikes in a large
+    pool then cannot pull a listing towards it unless the listing is one of theirs too)."""
 
     weights: dict[str, float]
     threshold: float
     top: int = 8
+    mutual: bool = False
 
 
 @dataclass(frozen=True)
@@ -105,7 +108,8 @@ class Recipe:
     def name(self) -> str:
         """Short method name for tables and metrics.json, e.g. ``blend(tfidf+phash)|phash+units+min2+pair_classifier``."""
         body = "+".join(s for s, w in self.weights.items() if w > 0)
-        name = f"blend({body})" if self.blend else f"concat({body})"
+        blend = "mutual_blend" if self.blend and self.blend.mutual else "blend"
+        name = f"{blend}({body})" if self.blend else f"concat({body})"
         name += "".join(f"|{s}" for s in self.union)
         name += "+local" if self.local_scale else ""
         name += "+units" if self.unit_filter else ""
@@ -243,8 +247,11 @@ class _Checker:
         top = d.get("top", Blend.top)
         if isinstance(top, bool) or not isinstance(top, int) or top < 1:
             self.fail("blend.top", top, "an integer >= 1 (neighbours averaged)")
+        mutual = d.get("mutual", Blend.mutual)
+        if not isinstance(mutual, bool):
+            self.fail("blend.mutual", mutual, "true or false (only neighbours that count this listing among theirs)")
         return Blend(self.weights(d["weights"], "blend.weights"),
-                     self.number(d["threshold"], "blend.threshold", SIMILARITY), top)
+                     self.number(d["threshold"], "blend.threshold", SIMILARITY), top, mutual)
 
     def local_scale(self, d) -> LocalScale:
         d = self.mapping(d, "local_scale", required=("k", "alpha", "offset"),

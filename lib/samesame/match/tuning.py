@@ -113,8 +113,9 @@ class TuningPool:
         recipe = self.tune(concat=concat, union_phash=union_phash, min2=min2, unit_filter=unit_filter, blend=False,
                            local_scale=local_scale)
         best, best_scores = (None, None) if blend else (recipe, self.scores(self.cands, recipe))
-        for t in (recipe.threshold + offset for offset in self.grid.blend_offsets):
-            step = Blend(dict(recipe.weights), float(t), self.grid.blend_top)
+        for mutual, t in ((m, recipe.threshold + offset) for m in self.grid.blend_mutual
+                          for offset in self.grid.blend_offsets):
+            step = Blend(dict(recipe.weights), float(t), self.grid.blend_top, bool(mutual))
             _, b_cands = blended(self.signals, self.cands, step)
             r = _tuned(b_cands).replace(blend=step)
             r_scores = self.scores(b_cands, r)

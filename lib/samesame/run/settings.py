@@ -128,6 +128,7 @@ LIMITS: list[tuple[str, Callable[[Any], bool], str]] = [
     ("*.probabilities", _keep_grid, "[start, stop, step] with 0.001 <= start <= stop <= 1 and step > 0 (at 0 every "
                                     "candidate pair matches)"),
     ("*min2_grid", lambda v: len(v) == 2 and 0 <= v[0] < 1 and v[1] > 0, "[start, step] with 0 <= start < 1, step > 0"),
+    ("*.blend_mutual", lambda v: len(v) > 0, "a non-empty list of true/false"),
     ("*.blend_offsets", lambda v: len(v) > 0 and all(0 <= x < 1 for x in v), "a non-empty list of numbers in [0, 1)"),
     ("tuning.weights", lambda v: len(v) > 0 and all(w >= 0 for w in v), "a non-empty list of numbers >= 0"),
     ("tuning.phash_max_bits", lambda v: 0 <= v <= 31, "a Hamming distance in 0..31 (from 32 bits on, the phash "
