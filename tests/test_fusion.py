@@ -77,13 +77,18 @@ def test_pair_scores_match_score_matches():
     assert pair_scores(c, keep, labels).mean_f1 == pytest.approx(direct.mean_f1)
 
 
+def _title_pool(rows):
+    """Unit title vectors of a few listings, their candidate pairs and title-only fused scores."""
+    emb = np.array(rows, dtype=np.float32)
+    emb /= np.linalg.norm(emb, axis=1, keepdims=True)
+    signals = Signals({"title": emb}, np.zeros((len(emb), 8), np.uint8), {}, [{}] * len(emb))
+    cands = candidate_pairs(signals, k=len(emb))
+    return emb, signals, cands, fused_score(cands, {"title": 1.0})
+
+
 def test_blending_pulls_a_noisy_member_towards_its_group():
     # rows 0,1,2 one product; row 2 is noisy (only 0.5 cosine to 0); row 3 another product
-    emb = np.array([[1, 0, 0], [0.9, 0.436, 0], [0.5, 0.866, 0], [0, 0, 1]], dtype=np.float32)
-    emb /= np.linalg.norm(emb, axis=1, keepdims=True)
-    signals = Signals({"title": emb}, np.zeros((4, 8), np.uint8), {}, [{}] * 4)
-    cands = candidate_pairs(signals, k=4)
-    score = fused_score(cands, {"title": 1.0})
+    emb, signals, cands, score = _title_pool([[1, 0, 0], [0.9, 0.436, 0], [0.5, 0.866, 0], [0, 0, 1]])
     blended = blend_signals(signals, cands, score, threshold=0.8, top=8).emb["title"]
     np.testing.assert_allclose(np.linalg.norm(blended, axis=1), 1.0, rtol=1e-5)
     assert blended[2] @ blended[0] > emb[2] @ emb[0]
@@ -93,11 +98,7 @@ def test_blending_pulls_a_noisy_member_towards_its_group():
 def test_mutual_blending_ignores_a_neighbour_whose_own_best_lie_elsewhere():
     # 0 and 1 are a tight pair; 2 leans towards 0, but 0's single best neighbour is 1, so with top=1 only
     # the mutual pair 0-1 blends: 2 keeps its vector, whereas a one-way blend pulls 2 towards 0
-    emb = np.array([[1, 0, 0], [0.99, 0.141, 0], [0.8, 0, 0.6], [0, 1, 0]], dtype=np.float32)
-    emb /= np.linalg.norm(emb, axis=1, keepdims=True)
-    signals = Signals({"title": emb}, np.zeros((4, 8), np.uint8), {}, [{}] * 4)
-    cands = candidate_pairs(signals, k=4)
-    score = fused_score(cands, {"title": 1.0})
+    emb, signals, cands, score = _title_pool([[1, 0, 0], [0.99, 0.141, 0], [0.8, 0, 0.6], [0, 1, 0]])
     one_way = blend_signals(signals, cands, score, threshold=0.7, top=1).emb["title"]
     mutual = blend_signals(signals, cands, score, threshold=0.7, top=1, mutual=True).emb["title"]
     assert one_way[2] @ emb[0] > emb[2] @ emb[0] + 0.05
