@@ -66,12 +66,17 @@ def test_local_scale_subtracts_each_listings_crowd_relative_to_the_tuning_pool()
     # listing 0's candidates score 0.9, 0.5, 0.3; listing 1's 0.9 only
     cands = _pairs([0, 0, 0, 1, 2, 3], [1, 2, 3, 0, 0, 0], [0.9, 0.5, 0.3, 0.9, 0.5, 0.3], 4)
     score = cands.sims["tfidf"]
-    np.testing.assert_allclose(kth_best(cands, score, 2), [0.5, 0.9, 0.5, 0.3])
-    np.testing.assert_allclose(kth_best(cands, score, 9), [0.3, 0.9, 0.5, 0.3])    # fewer than k: the worst
-    np.testing.assert_allclose(crowding(cands, score, 2), [0.7, 0.5, 0.4, 0.7, 0.5, 0.4])
-    recipe = Recipe({"tfidf": 1.0}, 0.5, local_scale=LocalScale(2, 0.5, 0.6))
-    np.testing.assert_allclose(recipe_score(cands, recipe), score - 0.5 * (crowding(cands, score, 2) - 0.6), atol=1e-6)
+    np.testing.assert_allclose(kth_best(cands, score, 1), [0.9, 0.9, 0.5, 0.3])
+    np.testing.assert_allclose(crowding(cands, score, 1), [0.9, 0.7, 0.6, 0.9, 0.7, 0.6])
+    recipe = Recipe({"tfidf": 1.0}, 0.5, local_scale=LocalScale(1, 0.5, 0.6))
+    np.testing.assert_allclose(recipe_score(cands, recipe), score - 0.5 * (crowding(cands, score, 1) - 0.6), atol=1e-6)
     assert recipe.name == "concat(tfidf)+local"
+    # fewer than k candidates (a pool smaller than k + 1): not measured, so a pair keeps the side that is,
+    # and a pool where no listing has k candidates keeps the fused score (Kaggle's 3-row test.csv)
+    np.testing.assert_allclose(kth_best(cands, score, 2), [0.5, np.nan, np.nan, np.nan])
+    np.testing.assert_allclose(crowding(cands, score, 2), [0.5] * 6)
+    assert np.isnan(kth_best(cands, score, 9)).all()
+    np.testing.assert_allclose(recipe_score(cands, recipe.replace(local_scale=LocalScale(9, 0.5, 0.6))), score)
     assert Recipe.from_dict(recipe.to_dict()) == recipe
     with pytest.raises(ValueError, match="local_scale.k"):
         Recipe.from_dict({**recipe.to_dict(), "local_scale": {"k": 0, "alpha": 0.5, "offset": 0.6}})

@@ -286,20 +286,24 @@ def fused_score(cands: Candidates, weights: dict[str, float]) -> np.ndarray:
 
 
 def kth_best(cands: Candidates, score: np.ndarray, k: int) -> np.ndarray:
-    """Each listing's k-th best candidate score (its worst when it has fewer than k; NaN when it has none)."""
+    """Each listing's k-th best candidate score; NaN when it has fewer than k candidates (a pool of fewer than k + 1
+    listings): its worst candidate would then be another product however uncrowded the listing is, and read as
+    room to match everything (Kaggle's 3-row public test.csv matched three different products)."""
     order = row_order(cands.rows, score)
     counts = np.bincount(cands.rows, minlength=cands.n)
     first = np.cumsum(counts) - counts
     out = np.full(cands.n, np.nan)
-    has = counts > 0
-    out[has] = score[order[first[has] + np.minimum(counts[has], k) - 1]]
+    has = counts >= k
+    out[has] = score[order[first[has] + k - 1]]
     return out
 
 
 def crowding(cands: Candidates, score: np.ndarray, k: int) -> np.ndarray:
-    """Per pair, the mean of both listings' k-th best candidate score (what :class:`LocalScale` subtracts)."""
+    """Per pair, the mean of both listings' k-th best candidate score (what :class:`LocalScale` subtracts); one
+    side's where only it has k candidates, NaN where neither has."""
     kth = kth_best(cands, score, k)
-    return 0.5 * (kth[cands.rows] + kth[cands.cols])
+    a, b = kth[cands.rows], kth[cands.cols]
+    return np.where(np.isnan(a), b, np.where(np.isnan(b), a, 0.5 * (a + b)))
 
 
 def recipe_score(cands: Candidates, recipe: Recipe) -> np.ndarray:
