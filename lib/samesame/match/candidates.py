@@ -22,7 +22,7 @@ from tqdm.auto import tqdm
 
 from samesame.core.neighbors import MAX_MATCHES, knn, l2_normalize
 from samesame.image.phash import phash_column, phash_similarity
-from samesame.match.pairs import pair_dot, row_order
+from samesame.match.pairs import pair_dot, rank_in_row, reverse_index
 from samesame.text.title_model import TitleEncoder
 from samesame.text.titles import TfidfConfig, normalize_titles, quantities, tfidf_embeddings, unit_conflict
 
@@ -230,19 +230,11 @@ def blend_signals(signals: Signals, cands: Candidates, score: np.ndarray, thresh
     Close neighbours agree on the product, so averaging them cancels seller-specific
     noise (a title's extra promo words, a photo's background) before searching again.
     """
-    sel = score >= threshold
-    r, c, s = cands.rows[sel], cands.cols[sel], score[sel]
-    order = row_order(r, s)
-    r, c, s = r[order], c[order], s[order]
-    rank = np.arange(len(r)) - np.searchsorted(r, r)
-    r, c, s = r[rank < top], c[rank < top], s[rank < top]
     n = signals.n
+    sel = (score >= threshold) & (rank_in_row(cands.rows, score) < top)
     if mutual:
-        kept = np.sort(r.astype(np.int64) * n + c)
-        back = c.astype(np.int64) * n + r
-        at = np.minimum(np.searchsorted(kept, back), max(len(kept) - 1, 0))
-        both = kept[at] == back if len(kept) else np.zeros(0, dtype=bool)
-        r, c, s = r[both], c[both], s[both]
+        sel &= sel[reverse_index(cands.rows, cands.cols, n)]
+    r, c, s = cands.rows[sel], cands.cols[sel], score[sel]
     w = sp.csr_matrix((np.r_[s, np.ones(n)], (np.r_[r, np.arange(n)], np.r_[c, np.arange(n)])), shape=(n, n))
     emb = {}
     for name, x in signals.emb.items():
