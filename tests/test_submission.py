@@ -61,3 +61,11 @@ def test_a_posting_id_with_a_space_is_named_as_such():
     sub = pd.DataFrame({"posting_id": ["t0", "t 1"], "matches": ["t0", "t 1"]})
     with pytest.raises(SubmissionError, match="1 posting ids hold a space, e.g. 't 1'"):
         validate_submission(sub, test)
+
+
+def test_scoring_against_a_solution_of_other_listings_is_refused():
+    sub = build_submission(TEST, [np.array([0]), np.array([1]), np.array([2])])
+    solution = pd.DataFrame({"posting_id": ["t0", "t1", "t9"], "matches": ["t0", "t1", "t9"]})
+    with pytest.raises(SubmissionError, match=r"1 listing\(s\) of the solution missing \(e.g. \['t9'\]\), "
+                                              r"1 id\(s\) not in the solution \(e.g. \['t2'\]\)"):
+        score_submission(sub, solution)

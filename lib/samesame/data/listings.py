@@ -5,7 +5,7 @@ Layout (as ``kaggle competitions download -c shopee-product-matching`` unpacks i
     train.csv   posting_id, image, image_phash, title, label_group
     test.csv    posting_id, image, image_phash, title
     train_images/  test_images/  sample_submission.csv
-    test_solution.csv   (only in the generated sample: posting_id, matches)
+    test_solution.csv   (only in the generated sample: posting_id, matches; checked against test.csv)
 
 Image folders are optional: a listing whose image is absent keeps its row and is
 matched by its title and the csv's ``image_phash``.
@@ -27,13 +27,16 @@ import pandas as pd
 TEST_COLUMNS = ["posting_id", "image", "image_phash", "title"]
 TRAIN_COLUMNS = TEST_COLUMNS + ["label_group"]
 SOLUTION_FILE = "test_solution.csv"
+SOLUTION_COLUMNS = ["posting_id", "matches"]
 
 _ESCAPES = re.compile(r"(?:\\x[0-9a-fA-F]{2})+")
 _HEX16 = re.compile(r"^[0-9a-f]{16}$")
 _PARSER_LINE = re.compile(r"(?:in line (\d+)|starting at row (\d+))")
-_NUMBER = re.compile(r"^[+-]?(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?$")
+_NUMBER = re.compile(r"^[+-]?(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?$", re.ASCII)
 INT64 = (-2**63, 2**63 - 1)
 REFETCH = "re-download it (make data) or regenerate the sample (make sample)"
+MAX_FIELD_CHARS = 131_072
+"""The longest field the csv module reads (its default ``field_size_limit``); a Shopee title holds under 300."""
 MIN_PAIRED_GROUPS = 2
 """Label groups of two or more listings train.csv needs: a matcher learns what a match looks like on some of them
 and checks it on others (all-unique groups left nothing to learn and still read as a 0.99 estimate)."""
@@ -70,20 +73,19 @@ def decode_title(title: str) -> str:
 def read_listings(csv_path: str | Path, *, labelled: bool, image_dir: str | Path | None = None) -> pd.DataFrame:
     """Read and validate one listings csv; titles decoded, ``image_path`` resolved (None when absent).
 
-    Raises :class:`DataError` naming the file, the rows and the fix for: a missing,
-    empty or malformed file (unterminated quote, rows longer or shorter than the
-    header, not UTF-8 text), missing or unexpected columns, duplicate posting ids,
-    phashes that are not 16 hex digits, label groups that are not integers within int64.
+    Raises :class:`DataError` naming the file, the rows and the fix for: a missing or
+    empty file, a folder in its place, a malformed file (unterminated quote, rows longer or shorter than the
+    header, a column named twice, a field over :data:`MAX_FIELD_CHARS`, not UTF-8 text), missing or unexpected
+    columns, empty or duplicate posting ids, phashes that are not 16 hex digits, label groups that are not
+    integers in ASCII digits within int64.
     """
     csv_path = Path(csv_path)
     expected = TRAIN_COLUMNS if labelled else TEST_COLUMNS
-    if not csv_path.is_file():
-        raise DataError(f"{csv_path} not found: point DATA_DIR at a Kaggle-layout folder (see README, 'Data').")
-    df = _read_csv(csv_path)
+    df = _read_csv(_existing_file(csv_path))
     _check_columns(df, expected, csv_path)
     if df.empty:
         raise DataError(f"{csv_path} has a header but no rows: there is nothing to match.")
-    _check_unique_ids(df, csv_path)
+    _check_ids(df, csv_path)
     _check_rows(df, df["posting_id"].str.contains(r"\s"), csv_path, "a space in posting_id",
                 "a submission separates ids by spaces, so remove them from those ids (Kaggle's have none)")
     df["image_phash"] = df["image_phash"].str.strip().str.lower()
@@ -97,12 +99,57 @@ def read_listings(csv_path: str | Path, *, labelled: bool, image_dir: str | Path
     return df[expected + ["image_path"]]
 
 
+def read_solution(csv_path: str | Path, test: pd.DataFrame) -> pd.DataFrame:
+    """The true ``posting_id,matches`` of ``test``'s listings, checked to be of that very test.csv.
+
+    A solution of another test.csv scores a submission silently wrong (10 of its rows missing read 0.963,
+    5 extra 0.729, for a true 0.921), so its ids must be test.csv's, each once, and its matches name only them.
+    """
+    csv_path = Path(csv_path)
+    df = _read_csv(_existing_file(csv_path))
+    _check_columns(df, SOLUTION_COLUMNS, csv_path,
+                   "regenerate the sample (make sample), which writes it beside its test.csv")
+    _check_ids(df, csv_path)
+    fix = ("it belongs to another test.csv: regenerate both with make sample, or delete the solution file to "
+           "submit unscored")
+    differences = id_differences(df["posting_id"], test["posting_id"], "test.csv")
+    if differences:
+        raise DataError(f"{csv_path}: its posting ids are not test.csv's: {differences}; {fix}.")
+    named = {pid for cell in df["matches"] for pid in cell.split()}
+    foreign = sorted(named - set(test["posting_id"]))
+    if foreign:
+        raise DataError(f"{csv_path}: matches name {len(foreign)} id(s) not in test.csv, e.g. {foreign[:3]}; {fix}.")
+    return df
+
+
+def id_differences(ids: pd.Series, expected: pd.Series, source: str) -> str:
+    """What sets ``ids`` apart from the ids of ``source`` ('' when they are the same set): how many of
+    ``source``'s are missing and how many are extra, with examples."""
+    missing, extra = sorted(set(expected) - set(ids)), sorted(set(ids) - set(expected))
+    parts = [f"{len(missing)} listing(s) of {source} missing (e.g. {missing[:3]})" if missing else "",
+             f"{len(extra)} id(s) not in {source} (e.g. {extra[:3]})" if extra else ""]
+    return ", ".join(part for part in parts if part)
+
+
+def _existing_file(path: Path) -> Path:
+    """``path``, or a DataError saying it is absent or a folder."""
+    if path.is_dir():
+        raise DataError(f"{path} is a folder, not a csv file: put the csv itself there (unzip the download "
+                        "so that the file, not a folder of that name, sits in DATA_DIR).")
+    if not path.is_file():
+        raise DataError(f"{path} not found: point DATA_DIR at a Kaggle-layout folder (see README, 'Data').")
+    return path
+
+
 def _label_groups(df: pd.DataFrame, path: Path) -> pd.Series:
-    """label_group as int64, parsed exactly from its text: digits, or an exact decimal such as "7.0".
+    """label_group as int64, parsed exactly from its text: ASCII digits, or an exact decimal such as "7.0".
 
     Never through float: 2**53 and 2**53 + 1 would become one group, and every value beyond
     int64 the same -2**63; groups merged that way are wrong matches no later step can notice.
+    Other scripts' digits ("３５１", "٣٥１") are refused, not read as 351: an edited file would join group 351.
     """
+    _check_rows(df, ~df["label_group"].map(str.isascii), path, "label_group not in ASCII digits",
+                "write those label groups with the digits 0-9 (an editor or keyboard locale converted them)")
     exact = {text: _integer(text) for text in df["label_group"].unique()}
     values = df["label_group"].map(exact)
     _check_rows(df, values.isna(), path, "label_group is not an integer",
@@ -135,11 +182,11 @@ def _integer(text: str) -> decimal.Decimal | None:
 
 def _read_csv(path: Path) -> pd.DataFrame:
     """pandas' csv parser, its errors turned into a DataError naming the file, the line and the fix."""
-    _check_delimiter(path)
+    _check_header(path)
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("error", pd.errors.ParserWarning)   # longer rows would silently lose fields
-            df = pd.read_csv(path, dtype={c: str for c in TRAIN_COLUMNS}, keep_default_na=False, index_col=False)
+            df = pd.read_csv(path, dtype=str, keep_default_na=False, index_col=False)
     except pd.errors.EmptyDataError:
         raise DataError(f"{path} is empty: {REFETCH}.") from None
     except pd.errors.ParserWarning:
@@ -158,13 +205,15 @@ def _read_csv(path: Path) -> pd.DataFrame:
                         f"if the file is not the competition's csv, {REFETCH}.") from None
     except UnicodeDecodeError:
         raise DataError(_not_utf8(path)) from None
+    _check_field_lengths(df, path)
     _check_field_counts(path, len(df.columns))
     return df
 
 
-def _check_delimiter(path: Path) -> None:
+def _check_header(path: Path) -> None:
     """Refuse a header separated by ';', tabs or '|' (a spreadsheet's export): pandas would read it as one column,
-    or blame a comma inside a title."""
+    or blame a comma inside a title; and one that names a column twice: pandas would rename the second
+    ("title.1") and the rows would read as short of a field."""
     try:
         with open(path, encoding="utf-8-sig") as f:
             header = f.readline()
@@ -174,6 +223,23 @@ def _check_delimiter(path: Path) -> None:
     if other and "," not in header:
         raise DataError(f"{path}: the header is separated by {other!r}, not commas: save the file as a "
                         f"comma-separated csv (the competition's format), or {REFETCH}.")
+    names = next(csv.reader([header]), [])
+    twice = sorted({name for name in names if names.count(name) > 1})
+    if twice:
+        raise DataError(f"{path}: the header (line 1) names column(s) {twice} more than once: keep one column of "
+                        f"each name (and its field on every row), or {REFETCH}.")
+
+
+def _check_field_lengths(df: pd.DataFrame, path: Path) -> None:
+    """Refuse a field over :data:`MAX_FIELD_CHARS` by its column and line: it is no Kaggle value (a description
+    pasted into a title), and the csv module's field limit would otherwise blame the file itself."""
+    for column in df.columns:
+        lengths = df[column].str.len().to_numpy()
+        if len(lengths) and lengths.max() > MAX_FIELD_CHARS:
+            row = int(lengths.argmax())
+            raise DataError(f"{path}: the {column} at {_row_name(df, row)} is {lengths[row]:,} characters, over the "
+                            f"{MAX_FIELD_CHARS:,} a field may hold; shorten or clean that {column} on that row (a "
+                            "text pasted into it, or a quote left open that swallowed the lines after it).")
 
 
 def _not_utf8(path: Path) -> str:
@@ -215,27 +281,37 @@ def _check_field_counts(path: Path, width: int) -> None:
                         f"lines, or {REFETCH}.")
 
 
-def _check_columns(df: pd.DataFrame, expected: list[str], path: Path) -> None:
+def _check_columns(df: pd.DataFrame, expected: list[str], path: Path,
+                   fix: str = "use the competition's csv as downloaded (train.csv has label_group, test.csv has not)"
+                   ) -> None:
     missing = [c for c in expected if c not in df.columns]
     extra = [c for c in df.columns if c not in expected]
     if missing or extra:
         raise DataError(
             f"{path}: columns {list(df.columns)} do not match the Kaggle layout {expected}"
             + (f"; missing {missing}" if missing else "") + (f"; unexpected {extra}" if extra else "")
-            + ". Use the competition's csv as downloaded (train.csv has label_group, test.csv has not)."
+            + f": {fix}."
         )
 
 
-def _check_unique_ids(df: pd.DataFrame, path: Path) -> None:
+def _check_ids(df: pd.DataFrame, path: Path) -> None:
+    """Every posting_id present and unique: a submission row is keyed by it."""
+    _check_rows(df, df["posting_id"].str.strip() == "", path, "an empty posting_id",
+                "give each listing its id (Kaggle writes train_<number>); a submission names every listing by it")
     dup = df["posting_id"].duplicated(keep=False)
     _check_rows(df, dup, path, "duplicate posting_id", "each listing must appear once; remove the duplicates")
+
+
+def _row_name(df: pd.DataFrame, row: int) -> str:
+    """A data row as its csv line (header = line 1) and its posting_id."""
+    return f"line {row + 2}" + (f" ({df['posting_id'].iloc[row]!r})" if "posting_id" in df.columns else "")
 
 
 def _check_rows(df: pd.DataFrame, bad: pd.Series, path: Path, what: str, fix: str) -> None:
     """Raise naming up to five offending csv lines (header = line 1)."""
     if bad.any():
         rows = np.flatnonzero(bad.to_numpy())
-        shown = ", ".join(f"line {r + 2} ({df['posting_id'].iloc[r]!r})" for r in rows[:5])
+        shown = ", ".join(_row_name(df, r) for r in rows[:5])
         raise DataError(f"{path}: {len(rows)} row(s) with {what}: {shown}{' ...' if len(rows) > 5 else ''}; {fix}.")
 
 
@@ -284,7 +360,7 @@ def load_dataset(data_dir: str | Path) -> Dataset:
                       "the competition's test.csv there)", stacklevel=2)
         test = train.iloc[:0].drop(columns="label_group")
     solution_csv = data_dir / SOLUTION_FILE
-    solution = pd.read_csv(solution_csv, dtype=str) if solution_csv.exists() else None
+    solution = read_solution(solution_csv, test) if solution_csv.exists() else None
     return Dataset(data_dir, train, test, solution)
 
 

@@ -10,6 +10,7 @@ import pandas as pd
 
 from samesame.core.metrics import Scores, parse_matches_column, score_id_sets
 from samesame.core.neighbors import MAX_MATCHES
+from samesame.data.listings import id_differences
 
 
 class SubmissionError(ValueError):
@@ -73,7 +74,15 @@ def write_submission(sub: pd.DataFrame, test: pd.DataFrame, path: str | Path) ->
 
 
 def score_submission(sub: pd.DataFrame, solution: pd.DataFrame) -> Scores:
-    """Mean F1 of a submission against a ``posting_id,matches`` solution (the generated sample ships one)."""
+    """Mean F1 of a submission against a ``posting_id,matches`` solution (the generated sample ships one).
+
+    Both must name the same listings: a solution row without its submission row would score 0, and a
+    submission row without its solution row would not count, either way a wrong number."""
+    differences = id_differences(sub["posting_id"], solution["posting_id"], "the solution")
+    if differences:
+        raise SubmissionError(f"the submission and the solution list different listings: {differences}; score a "
+                              "submission of the solution's own test.csv (samesame.data.listings.read_solution "
+                              "checks the one beside it)")
     predicted = parse_matches_column(sub.set_index("posting_id")["matches"])
     truth = parse_matches_column(solution.set_index("posting_id")["matches"])
     return score_id_sets(predicted, truth)
