@@ -260,3 +260,21 @@ def test_a_run_records_its_profile_by_name_or_as_the_copy_it_is_and_never_a_loca
                      "--run r1 --data-dir <your Kaggle folder>")
     assert str(tmp_path) not in shown
     assert shown_command("run", "kaggle", "r2", None, ["07"]) == "python -m samesame.run.pipeline run --profile kaggle --run r2 --only 07"
+
+
+@pytest.mark.parametrize("text, key, lines", [
+    ("tfidf:\n  word_weight: 0.5\nseed: 3\ntfidf:\n  char_weight: 0.5\n", "tfidf", "1 and 4"),
+    ("fusion:\n  min2: true\n  blend: false\n  min2: false\n", "min2", "2 and 4"),
+])
+def test_a_key_written_twice_is_refused_naming_the_key_and_the_file(configs, text, key, lines):
+    """YAML keeps the last of two keys: the first tfidf block was silently dropped."""
+    (configs / "tiny.yaml").write_text(text)
+    with pytest.raises(ConfigError, match=f"{configs / 'tiny.yaml'}: key '{key}' is written twice in one mapping "
+                                          f"\\(lines {lines}\\).*merge them into one"):
+        load("tiny", configs_dir=configs)
+
+
+def test_python_tags_are_still_refused(configs):
+    (configs / "tiny.yaml").write_text("seed: !!python/object/apply:os.system ['echo hi']\n")
+    with pytest.raises(ConfigError, match=r"tiny.yaml is not valid YAML: could not determine a constructor"):
+        load("tiny", configs_dir=configs)

@@ -243,13 +243,42 @@ def merge(base: dict, overrides: dict) -> dict:
     return out
 
 
+class _DuplicateKey(yaml.YAMLError):
+    def __init__(self, key, lines: list[int]):
+        super().__init__(key, lines)
+        self.key, self.lines = key, lines
+
+
+class _UniqueKeyLoader(yaml.SafeLoader):
+    """PyYAML's safe loader (no ``!!python/...`` tags), refusing a key written twice in one mapping at any depth:
+    YAML keeps the last, so two ``tfidf:`` blocks would silently drop the first."""
+
+    def construct_mapping(self, node, deep=False):
+        seen: dict = {}
+        for key_node, _ in node.value:
+            if key_node.tag == "tag:yaml.org,2002:merge":    # "<<:" merges may override, as YAML means them to
+                continue
+            key = self.construct_object(key_node, deep=True)
+            try:
+                first = seen.setdefault(key, key_node.start_mark.line + 1)
+            except TypeError:                               # an unhashable key: the safe loader says so
+                continue
+            if first != key_node.start_mark.line + 1:
+                raise _DuplicateKey(key, [first, key_node.start_mark.line + 1])
+        return super().construct_mapping(node, deep)
+
+
 def _read(path: Path) -> dict:
     if not path.is_file():
         raise ConfigError(f"{path} not found: every profile is read on top of it; restore it from git.")
     try:
-        config = yaml.safe_load(path.read_text()) or {}
+        config = yaml.load(path.read_text(), Loader=_UniqueKeyLoader) or {}
+    except _DuplicateKey as err:
+        raise ConfigError(f"{path}: key {err.key!r} is written twice in one mapping (lines {err.lines[0]} and "
+                          f"{err.lines[1]}); YAML would keep only the last and drop the first silently: merge them "
+                          "into one.") from None
     except yaml.YAMLError as err:
-        raise ConfigError(f"{path} is not valid YAML: {err}") from None
+        raise ConfigError(f"{path} is not valid YAML: {' '.join(str(err).split())}") from None
     if not isinstance(config, dict):
         raise ConfigError(f"{path} must be a mapping with the keys of {BASE_FILE}, got {type(config).__name__}")
     return config
