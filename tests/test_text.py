@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from samesame.run.settings import defaults
-from samesame.text.titles import normalize_title, quantities, tfidf_embeddings, unit_conflict
+from samesame.text.titles import clean_title, normalize_title, quantities, tfidf_embeddings, unit_conflict
 
 CFG = defaults()
 
@@ -62,3 +62,22 @@ def test_tfidf_rows_are_unit_length_and_units_unify():
 def test_tfidf_needs_some_part():
     with pytest.raises(ValueError, match="word_weight"):
         tfidf_embeddings(["a b"], replace(CFG.tfidf, word_weight=0, char_weight=0))
+
+
+@pytest.mark.parametrize("raw, expected", [
+    ("S\u200bu\u200bs\u200bu 200\u200bgr", "susu 200 gr"),            # zero-width spaces: one word, not letters
+    ("Ko\u00adpi\u2060 \ufeffbubuk\u200d", "kopi bubuk"),              # soft hyphen, word joiner, BOM, ZWJ
+    ("\u202eSABUN\u202c ＭＡＮＤＩ", "sabun mandi"),                   # direction marks; fullwidth letters
+    (float("nan"), ""), (None, ""),                                     # a missing title is empty, never "nan"
+])
+def test_format_characters_are_removed_before_every_title_signal(raw, expected):
+    assert normalize_title(raw) == expected
+
+
+def test_zero_width_spaces_leave_tfidf_as_the_plain_titles_give_it():
+    """With a zero-width space between every letter, the tiny test's 19 listings all matched one another."""
+    titles = ["Kopi Bubuk Arabika 200gr", "Sabun Mandi Cair 450 ml", "Sepatu Lari Pria"]
+    hidden = ["\u200b".join(t) for t in titles]
+    config = CFG.tfidf
+    np.testing.assert_allclose(tfidf_embeddings(hidden, config).toarray(), tfidf_embeddings(titles, config).toarray())
+    assert [clean_title(t) for t in hidden] == titles

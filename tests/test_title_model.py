@@ -160,14 +160,10 @@ def test_auto_training_precision_is_bfloat16_only_on_a_float32_cpu_run_with_bf16
     assert title_model.training_policy("auto") is None              # a mixed_float16 run (a GPU) keeps its policy
 
 
-def test_a_config_saved_before_the_precision_settings_reads_as_float32(tmp_path):
+def test_a_config_with_an_unknown_precision_is_refused(tmp_path):
     from samesame.text.title_model import _parse_config
 
-    saved = {k: v for k, v in asdict(CFG.title_encoder).items() if k not in ("cpu_precision", "train_precision")}
-    (tmp_path / "config.json").write_text(json.dumps(saved))
-    config = _parse_config(tmp_path / "config.json")
-    assert (config.cpu_precision, config.train_precision) == ("float32", "float32")
-    (tmp_path / "config.json").write_text(json.dumps({**saved, "cpu_precision": "int4", "train_precision": "auto"}))
+    (tmp_path / "config.json").write_text(json.dumps({**asdict(CFG.title_encoder), "cpu_precision": "int4"}))
     with pytest.raises(ValueError, match="cpu_precision = 'int4'"):
         _parse_config(tmp_path / "config.json")
 
@@ -197,6 +193,13 @@ def test_embed_keeps_input_order_and_unseen_pieces(trained):
     assert np.all(np.isfinite(both))
 
 
+def test_format_characters_and_compatibility_forms_embed_as_the_plain_title_and_nan_as_empty(trained):
+    """A zero-width space between every letter split each word into letters for the encoder too."""
+    encoder, titles, _, _ = trained
+    hidden = "\u200b".join(titles[0]).replace("kopi", "ｋｏｐｉ\u00ad")
+    np.testing.assert_allclose(encoder.embed([hidden, float("nan")]), encoder.embed([titles[0], ""]), atol=1e-6)
+
+
 def test_length_batches_cover_every_row_once():
     lengths = np.random.default_rng(1).integers(3, 40, 1000)
     for rng in (None, np.random.default_rng(2)):
@@ -218,20 +221,6 @@ def test_fitted_encoder_trains_once_then_loads_from_the_cache(tmp_path, monkeypa
     assert again.history == first.history and len(again.epoch_seconds) == 1
     np.testing.assert_allclose(again.centre, first.centre, atol=1e-7)
     np.testing.assert_allclose(again.embed(titles[:4]), first.embed(titles[:4]), atol=1e-6)
-
-
-def test_a_cached_encoder_saved_without_a_centre_gets_it_from_its_training_titles(tmp_path, monkeypatch):
-    import json
-
-    titles, labels = _toy_groups(np.random.default_rng(4), n_groups=6, per_group=3)
-    cfg = replace(CFG.title_encoder, train_layers=1, epochs=1, batch_size=8, cpu_precision="float32")
-    first = fitted_encoder(titles, labels, cfg, tmp_path, progress=False)
-    (training,) = tmp_path.glob("title-e5-*/training.json")
-    training.write_text(json.dumps({**json.loads(training.read_text()), "centre": None}))
-    monkeypatch.setattr(TitleEncoder, "fit", lambda *a, **k: pytest.fail("trained again despite the cache"))
-    again = fitted_encoder(titles, labels, cfg, tmp_path, progress=False)
-    np.testing.assert_allclose(again.centre, first.centre, atol=1e-5)
-    assert json.loads(training.read_text())["centre"] is not None          # saved back to the cache
 
 
 UNTRAINED = replace(CFG.title_encoder, train_layers=1, epochs=0)   # no training: the cache tests cost no fitting
@@ -281,6 +270,26 @@ def test_loading_a_broken_folder_names_the_file_and_the_fix(cached, tmp_path, da
     path = folder / file if file else folder
     with pytest.raises(BrokenEncoderError, match=f"{path}: cannot load the saved title encoder \\(.*{reason}"
                                                  f".*\\). Refit it \\(make fit\\), or delete {folder}"):
+        TitleEncoder.load(folder)
+
+
+@pytest.mark.parametrize("file, edit", [
+    ("config.json", lambda text: text.replace('"max_len": ', '"max_len": 1')),       # 64 -> 164: other match sets
+    ("training.json", lambda text: json.dumps({**json.loads(text), "loss": [0.5]})),
+], ids=["max_len", "training"])
+def test_a_file_edited_after_the_save_is_refused_with_the_fix(cached, tmp_path, file, edit):
+    folder = shutil.copytree(cached[0], tmp_path / "title_encoder")
+    (folder / file).write_text(edit((folder / file).read_text()))
+    with pytest.raises(BrokenEncoderError, match=f"{folder / file}: cannot load the saved title encoder \(its bytes "
+                                                 "differ from those saved with the encoder .*restore it as saved\). "
+                                                 "Refit it \(make fit\)"):
+        TitleEncoder.load(folder)
+
+
+def test_a_folder_saved_without_a_manifest_is_refused(cached, tmp_path):
+    folder = shutil.copytree(cached[0], tmp_path / "title_encoder")
+    (folder / "manifest.json").unlink()
+    with pytest.raises(BrokenEncoderError, match=f"{folder / 'manifest.json'}: .*FileNotFoundError.*Refit it"):
         TitleEncoder.load(folder)
 
 

@@ -46,10 +46,13 @@ from samesame.core.neighbors import l2_normalize
 from samesame.text import onnx_encoder
 from samesame.text.batches import Tokens, length_batches
 from samesame.text.e5 import E5Config, E5Weights
+from samesame.text.encoder_files import BrokenEncoderError, check_manifest, parse_training, read_part, write_manifest
+from samesame.text.titles import clean_title
 
 CPU_PRECISIONS, TRAIN_PRECISIONS = ("auto", "int8", "float32"), ("auto", "mixed_bfloat16", "float32")
 ONNX_BATCH = 32    # titles per ONNX Runtime call: 2-core CPU throughput peaks here (256: -30%)
 MASKED = -30000.0  # attention score of a padding token: exp() is 0, and it stays finite in float16
+SAVED_FILES = ("config.json", "training.json", "upper.weights.h5")
 
 
 @dataclass(frozen=True)
@@ -238,8 +241,8 @@ class TitleEncoder:
         return embedding_precision(self.config.cpu_precision)
 
     def tokens(self, titles: Sequence[str]) -> Tokens:
-        seqs = [[self.tokenizer.bos, *self.tokenizer.encode(str(t))[:self.config.max_len - 2], self.tokenizer.eos]
-                for t in titles]
+        cut = self.config.max_len - 2
+        seqs = [[self.tokenizer.bos, *self.tokenizer.encode(clean_title(t))[:cut], self.tokenizer.eos] for t in titles]
         offsets = np.zeros(len(seqs) + 1, dtype=np.int64)
         np.cumsum([len(s) for s in seqs], out=offsets[1:])
         return Tokens(np.fromiter((i for s in seqs for i in s), dtype=np.int32, count=int(offsets[-1])), offsets)
@@ -265,7 +268,7 @@ class TitleEncoder:
         On a CPU the encoder runs in ONNX Runtime (:mod:`samesame.text.onnx_encoder`, same numbers);
         ``batch_size`` is then its own (ONNX_BATCH).
         """
-        titles = [str(t) for t in titles]
+        titles = [clean_title(t) for t in titles]
         new = list(dict.fromkeys(t for t in titles if t not in self._memo))
         if new:
             self._memo.update(zip(new, l2_normalize(self._encoded(self.tokens(new), batch_size, progress))))
@@ -372,25 +375,28 @@ class TitleEncoder:
     # ------------------------------------------------------------ persistence
 
     def save(self, directory: str | Path) -> None:
-        """config.json, training.json (loss, seconds per epoch, centre) and the top layers (upper.weights.h5);
-        the frozen rest is the package's weights. ``directory`` is replaced as a whole (see :func:`replaced_folder`)."""
+        """config.json, training.json (loss, seconds per epoch, centre), the top layers (upper.weights.h5) and the
+        manifest of their SHA-256s; the frozen rest is the package's weights. ``directory`` is replaced as a whole
+        (see :func:`replaced_folder`)."""
         with replaced_folder(directory) as tmp:
             (tmp / "config.json").write_text(json.dumps(asdict(self.config), indent=1))
             centre = None if self.centre is None else self.centre.tolist()
             (tmp / "training.json").write_text(json.dumps({"loss": self.history, "epoch_seconds": self.epoch_seconds,
                                                            "centre": centre}))
             self.upper.save_weights(tmp / "upper.weights.h5")
+            write_manifest(tmp, SAVED_FILES)
 
     @classmethod
     def load(cls, directory: str | Path) -> "TitleEncoder":
-        """What :meth:`save` wrote; a missing or damaged file raises :class:`BrokenEncoderError` naming it."""
+        """What :meth:`save` wrote; a missing, damaged or edited file raises :class:`BrokenEncoderError` naming it."""
         directory = Path(directory)
         if not directory.is_dir():
             raise BrokenEncoderError(directory, "the folder does not exist")
-        config = _read_part(directory, "config.json", _parse_config)
-        training = _read_part(directory, "training.json", _parse_training)
+        config = read_part(directory, "config.json", _parse_config)
+        training = read_part(directory, "training.json", parse_training)
         encoder = cls(config)
-        _read_part(directory, "upper.weights.h5", encoder.upper.load_weights)
+        read_part(directory, "upper.weights.h5", encoder.upper.load_weights)
+        check_manifest(directory, SAVED_FILES)
         encoder.history, encoder.epoch_seconds = training["loss"], training["epoch_seconds"]
         encoder.centre = training["centre"]
         hidden = encoder.weights.config.hidden
@@ -400,29 +406,9 @@ class TitleEncoder:
         return encoder
 
 
-class BrokenEncoderError(ValueError):
-    """A saved title encoder's folder is missing, lacks a file or holds a damaged one; ``path`` says which."""
-
-    def __init__(self, folder: Path, reason: str, file: str | None = None):
-        self.path, self.reason = folder / file if file else folder, reason
-        super().__init__(f"{self.path}: cannot load the saved title encoder ({reason}). Refit it (make fit), or "
-                         f"delete {folder} and run again so that it is retrained")
-
-
-def _read_part(folder: Path, file: str, read):
-    """``read(folder / file)``, any failure turned into a :class:`BrokenEncoderError` naming the file."""
-    try:
-        return read(folder / file)
-    except (OSError, ValueError, KeyError, TypeError) as err:
-        raise BrokenEncoderError(folder, f"{type(err).__name__}: {err}", file) from err
-
-
 def _parse_config(path: Path) -> TitleModelConfig:
     """config.json with every field of its declared type (a string would fail deep inside Keras)."""
-    saved = json.loads(path.read_text())
-    if isinstance(saved, dict):       # saved before these paths existed: it was float32
-        saved = {"cpu_precision": "float32", "train_precision": "float32", **saved}
-    config = TitleModelConfig(**saved)
+    config = TitleModelConfig(**json.loads(path.read_text()))
     for name, kind in typing.get_type_hints(TitleModelConfig).items():
         value = getattr(config, name)
         if isinstance(value, bool) or not isinstance(value, {int: int, float: (int, float), str: str}[kind]):
@@ -431,22 +417,6 @@ def _parse_config(path: Path) -> TitleModelConfig:
         if getattr(config, name) not in allowed:
             raise ValueError(f"{name} = {getattr(config, name)!r}, expected one of {list(allowed)}")
     return config
-
-
-def _parse_training(path: Path) -> dict:
-    """training.json with its loss and epoch times; ``centre`` as a finite float32 vector or None."""
-    training = json.loads(path.read_text())
-    if not isinstance(training, dict):
-        raise ValueError(f"a JSON object with loss, epoch_seconds and centre expected, got {training!r}")
-    missing = [k for k in ("loss", "epoch_seconds") if k not in training]
-    if missing:
-        raise KeyError(f"no {missing}")
-    centre = training.get("centre")
-    if centre is not None:
-        centre = np.asarray(centre, dtype=np.float32)
-        if centre.ndim != 1 or not np.isfinite(centre).all():
-            raise ValueError("centre is not a vector of finite numbers")
-    return {**training, "centre": centre}
 
 
 def fitted_encoder(titles: Sequence[str], labels: Sequence, config: TitleModelConfig,
@@ -459,14 +429,10 @@ def fitted_encoder(titles: Sequence[str], labels: Sequence, config: TitleModelCo
     key = hashlib.sha1(json.dumps([titles, [str(x) for x in labels], settings]).encode()).hexdigest()[:16]
     folder = Path(cache_dir) / f"title-e5-{key}" if cache_dir else None
     encoder = _cached(folder)
-    if encoder is not None and (encoder.centre is not None or not encoder.history):
-        return encoder
-    if encoder is not None:
-        encoder.centre = encoder.embed(titles, progress=progress).mean(0)   # cached before encoders had a centre
-    else:
+    if encoder is None:
         encoder = TitleEncoder(config).fit(titles, labels, progress)
-    if folder is not None:
-        encoder.save(folder)
+        if folder is not None:
+            encoder.save(folder)
     return encoder
 
 

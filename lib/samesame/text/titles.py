@@ -39,13 +39,27 @@ _NON_WORD = re.compile(r"[^\w.]+|(?<!\d)\.|\.(?!\d)|_")
 _QUANTITY = re.compile(r"(?<![\d.])(\d+(?:\.\d+)?) ([^\W\d_]+)")
 
 
+def clean_title(title) -> str:
+    """The title as every title signal reads it: invisible format characters (Unicode category Cf: zero-width
+    spaces and joiners, soft hyphens, direction marks) removed, then NFKC-folded; a missing title (None, NaN) is
+    empty.
+
+    A zero-width space between every letter otherwise splits each word into single letters, and the 19 listings
+    of the tiny test all matched one another (F1 0.921 -> 0.319).
+    """
+    if title is None or (isinstance(title, float) and title != title):
+        return ""
+    visible = "".join(c for c in str(title) if unicodedata.category(c) != "Cf")
+    return unicodedata.normalize("NFKC", visible)
+
+
 def normalize_title(title: str) -> str:
-    """Lowercase, NFKC-fold, split numbers from letters and unify unit spellings.
+    """Clean (:func:`clean_title`), lowercase, split numbers from letters and unify unit spellings.
 
     ``"Susu 200GR x2 (1,5 Kg)"`` -> ``"susu 200 gr x 2 1.5 kg"``: the variants a
     seller may type become identical tokens, so TF-IDF counts them as one word.
     """
-    text = unicodedata.normalize("NFKC", str(title)).lower()
+    text = clean_title(title).lower()
     text = _DECIMAL_COMMA.sub(".", text)
     text = _NUM_ALPHA.sub(" ", text)
     tokens = _NON_WORD.sub(" ", text).split()
