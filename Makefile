@@ -24,7 +24,7 @@ EMBEDDING := $(R)/models/embedding.json
 IMAGE_MODEL := $(BACKBONE) $(FINETUNE) $(EMBEDDING)
 MATCHER := $(R)/models/matcher/matcher.json
 
-.PHONY: all test test-all venv sample eda phash backbones finetune metric errors fit submission kaggle results bench gpu-check data lab strip clean-cache help
+.PHONY: all test test-all venv sample eda phash backbones finetune metric errors fit submission kaggle results bench gpu-check data lab strip clean-cache rehearsal help
 help:
 	@echo "make all [DATA_DIR=<kaggle folder>] [RUN=<name>] [PROFILE=sample|kaggle|gpu]  run notebooks 01..07 into runs/RUN/"
 	@echo "make test        unit tests + one end-to-end run (minutes)"; echo "make test-all    make test, then the slow checks (what CI runs)";  echo "make sample      generate the embedded sample (data/sample)"
@@ -32,6 +32,8 @@ help:
 	@echo "make results RUNS=\"<run> ...\"  RESULTS.md + docs/figures/ from those runs' metrics.json and params.yaml"
 	@echo "make fit         fit the matcher on train.csv -> runs/RUN/models/matcher/ (07 loads it)"
 	@echo "make kaggle RUN=<run>  offline Kaggle dataset + inference notebook of that run's matcher -> dist/kaggle/ [KAGGLE_USER=name]"
+	@echo "make rehearsal [SCALE=1/8]  a synthetic competition at SCALE x Kaggle's size (34,250 train + 70,000 test"
+	@echo "                 listings with 512-960 px photos, and test_solution.csv) -> data/rehearsal-<SCALE>/"
 	@echo "make bench       embedding + kNN benchmark -> runs/bench/bench.json"
 	@echo "make gpu-check [PROFILE=gpu] [DATA_DIR=...]  before a long GPU job: known answers + images/s, titles/s"
 	@echo "make data        download the competition with the Kaggle CLI";  echo "make lab         JupyterLab on the repo"
@@ -83,6 +85,11 @@ kaggle: $(STAMP) $(if $(wildcard $(MATCHER)),,$(MATCHER))
 
 sample: $(STAMP)
 	$(PY) -m samesame.run.pipeline sample --profile $(PROFILE)
+
+# a rehearsal competition, deterministic (seed 0): SCALE=1 is Kaggle's size; a stopped generation resumes
+SCALE ?= 1/8
+rehearsal: $(STAMP)
+	$(PY) -m samesame.data.sample data/rehearsal-$(subst /,-,$(SCALE)) --scale $(SCALE)
 
 test: $(STAMP)
 	$(PY) -m pytest -m "not slow"

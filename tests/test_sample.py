@@ -16,6 +16,7 @@ from samesame.data.sample import generate_sample, group_size_distribution, plan_
 from samesame.data.sample.cli import main
 from samesame.data.sample.colours import _luma
 from samesame.data.sample.plan import _hue_turned
+from samesame.data.sample.write import rehearsal_arguments
 
 SMALL = dict(n_groups=30, image_size=96, seed=3, progress=False)
 
@@ -189,11 +190,46 @@ def test_bad_arguments_are_refused(tmp_path):
         generate_sample(tmp_path, image_size=8, progress=False)
 
 
-def test_refuses_to_mix_with_another_datasets_images(tmp_path):
-    (tmp_path / "train_images").mkdir()
-    (tmp_path / "train_images" / "someone_elses.jpg").write_bytes(b"x")
-    with pytest.raises(FileExistsError, match="someone_elses.jpg"):
+def test_refuses_a_folder_it_did_not_generate_and_writes_nothing(tmp_path):
+    (tmp_path / "test.csv").write_text("the user's own rows\n")
+    with pytest.raises(FileExistsError, match="test.csv.*no samesame-sample.json"):
         generate_sample(tmp_path, n_groups=4, image_size=64, progress=False, workers=1)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["test.csv"]
+    assert (tmp_path / "test.csv").read_text() == "the user's own rows\n"
+
+
+def test_refuses_its_own_sample_made_with_other_arguments(tmp_path):
+    generate_sample(tmp_path, n_groups=4, image_size=64, progress=False, workers=1)
+    with pytest.raises(FileExistsError, match="n_groups differ"):
+        generate_sample(tmp_path, n_groups=5, image_size=64, progress=False, workers=1)
+
+
+def test_a_stopped_generation_resumes_with_identical_files(tmp_path):
+    generate_sample(tmp_path / "whole", n_groups=6, image_size=64, progress=False, workers=1)
+    stopped = tmp_path / "stopped"
+    generate_sample(stopped, n_groups=6, image_size=64, progress=False, workers=1)
+    photos = sorted((stopped / "train_images").iterdir())
+    for photo in photos[::2]:                     # as if killed midway: some photos, no csv, a temporary file
+        photo.unlink()
+    for csv in stopped.glob("*.csv"):
+        csv.unlink()
+    (stopped / "train_images" / ".x.jpg.123.tmp").write_bytes(b"half")
+    generate_sample(stopped, n_groups=6, image_size=64, progress=False, workers=1)
+    for path in sorted((tmp_path / "whole").rglob("*.*")):
+        assert (stopped / path.relative_to(tmp_path / "whole")).read_bytes() == path.read_bytes(), path.name
+
+
+def test_rehearsal_is_kaggles_size_times_the_scale():
+    args = rehearsal_arguments(1 / 8)
+    assert 0.8 * args["image_size"] >= 512                 # the smallest side drawn (0.8 x 640) is 512 px
+    _, groups = plan_sample(args["n_groups"], args["test_fraction"], args["image_size"], 0)
+    sizes = Counter(lst.split for group in groups for lst in group)
+    assert sizes["train"] == pytest.approx(34_250 / 8, rel=0.05)
+    assert sizes["test"] == pytest.approx(70_000 / 8, rel=0.05)
+    train_groups = sum(group[0].split == "train" for group in groups)
+    assert train_groups == pytest.approx(11_000 / 8, rel=0.05)
+    with pytest.raises(ValueError, match="scale"):
+        rehearsal_arguments(0)
 
 
 def test_cli_prints_the_summary(tmp_path, capsys):

@@ -17,8 +17,11 @@ import datetime as dt
 import os
 import subprocess
 import sys
+import threading
 import time
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Iterator
 
 import papermill as pm
 
@@ -55,11 +58,15 @@ def resolve_data_dir(cfg: Settings, data_dir: str | None) -> Path:
 
 
 def ensure_sample(cfg: Settings) -> None:
-    """Generate the synthetic Kaggle-layout sample into the profile's data_dir (deterministic per profile)."""
+    """Generate the synthetic Kaggle-layout sample into the profile's data_dir (deterministic per profile); a
+    data_dir holding anything but a sample the project generated is refused, with nothing written."""
     from samesame.data.sample import generate_sample
 
     print(f"generating the embedded sample into {cfg.data_dir} ...", flush=True)
-    summary = generate_sample(cfg.data_dir, **dataclasses.asdict(cfg.sample))
+    try:
+        summary = generate_sample(cfg.data_dir, **dataclasses.asdict(cfg.sample))
+    except FileExistsError as err:      # a profile's data_dir that is someone's folder: never written into
+        raise DataError(f"{err} (the profile's data_dir)") from None
     print(f"sample ready: {summary}", flush=True)
 
 
@@ -86,11 +93,56 @@ def git_commit() -> str:
         return "unknown"
 
 
+@contextmanager
+def resources_used(interval: float = 0.5) -> Iterator[dict]:
+    """Sample this process and every child (papermill's kernel) while the block runs; the yielded dict then holds
+    ``peak_rss_gb`` (the peak of their summed resident memory, GiB) and ``cpu_seconds`` (their CPU time, user +
+    system, since the block began). Sampled, because a kernel's own peak (``ru_maxrss``) is known only once it has
+    exited, and only as a maximum over every child so far. CPU time reads the same whether or not something else
+    ran beside the step; wall time does not."""
+    import psutil
+
+    me, result, done = psutil.Process(), {"peak_rss_gb": 0.0, "cpu_seconds": 0.0}, threading.Event()
+    cpu: dict[int, float] = {}                      # pid -> CPU seconds last seen (an exited child keeps its last)
+
+    def rss() -> int:
+        total = 0
+        for proc in (me, *me.children(recursive=True)):
+            try:
+                with proc.oneshot():
+                    total += proc.memory_info().rss
+                    times = proc.cpu_times()
+                    cpu[proc.pid] = times.user + times.system
+            except psutil.Error:        # a child that exited between the listing and the reading
+                pass
+        return total
+
+    rss()
+    baseline = dict(cpu)
+    peak = 0
+
+    def sample() -> None:
+        nonlocal peak
+        while not done.wait(interval):
+            peak = max(peak, rss())
+
+    thread = threading.Thread(target=sample, daemon=True)
+    thread.start()
+    try:
+        yield result
+    finally:
+        done.set()
+        thread.join()
+        peak = max(peak, rss())
+        result["peak_rss_gb"] = round(peak / 2**30, 2)
+        result["cpu_seconds"] = round(sum(cpu.values()) - sum(baseline.values()), 1)
+
+
 def run_notebooks(profile_name: str, run_name: str | None = None, data_dir: str | None = None,
                   only: list[str] | None = None, runs_root: Path = RUNS_ROOT) -> Run:
     """Execute the notebooks into runs/<run_name>/ and record params, metrics and the leaderboard.
 
-    params.yaml keeps the wall time of notebooks run earlier into the same folder
+    params.yaml keeps the wall time, CPU time and peak memory of notebooks run earlier into the same folder
     (``--only``), so a run assembled in parts still records what each notebook took. The settings, the notebooks
     named, the run folder and DATA_DIR are checked before anything is written.
     """
@@ -105,7 +157,9 @@ def run_notebooks(profile_name: str, run_name: str | None = None, data_dir: str 
               "command": shown_command("run", profile_name, run.name, data_dir, only), "commit": git_commit(),
               "machine": machine(),
               "started": dt.datetime.now().isoformat(timespec="seconds"),
-              "wall_seconds": run.params().get("wall_seconds", {}), "data_dir": str(data_path),
+              "wall_seconds": run.params().get("wall_seconds", {}),
+              "cpu_seconds": run.params().get("cpu_seconds", {}), "peak_rss_gb": run.params().get("peak_rss_gb", {}),
+              "data_dir": str(data_path),
               "settings": dataclasses.replace(cfg, data_dir=data_path).to_dict()}
     run.write_params(record)
     for nb in chosen:
@@ -113,13 +167,16 @@ def run_notebooks(profile_name: str, run_name: str | None = None, data_dir: str 
         print(f"[{nb.stem}] -> {out}", flush=True)
         started = time.perf_counter()
         try:
-            pm.execute_notebook(str(nb), str(out), parameters=params, cwd=str(nb.parent),
-                                kernel_name="python3", progress_bar=False, log_output=False)
+            with resources_used() as used:
+                pm.execute_notebook(str(nb), str(out), parameters=params, cwd=str(nb.parent),
+                                    kernel_name="python3", progress_bar=False, log_output=False)
         except pm.PapermillExecutionError as err:
             raise SystemExit(f"[{nb.stem}] failed in cell {err.exec_count}: {err.ename}: {err.evalue}\n"
                              f"read the failing cell in {out}") from None
         finally:
             record["wall_seconds"][nb.stem] = round(time.perf_counter() - started, 1)
+            record["cpu_seconds"][nb.stem] = used["cpu_seconds"]
+            record["peak_rss_gb"][nb.stem] = used["peak_rss_gb"]
             run.write_params(record)
             update_leaderboard(run, runs_root)
     print(f"run recorded in {run.path}", flush=True)
@@ -139,9 +196,11 @@ def fit_run(profile_name: str, run_name: str, data_dir: str | None = None, runs_
     print("device:", configure_accelerator(cfg.precision), flush=True)
     run = Run(path)
     ds = load_dataset(cfg.data_dir)
-    matcher = fit_and_save(run, cfg, ds.train, len(ds.test))
+    with resources_used() as used:
+        matcher = fit_and_save(run, cfg, ds.train, len(ds.test))
     command = shown_command("fit", profile_name, run_name, data_dir)
-    run.record("fit", {**fit_summary(matcher), "command": command, "commit": git_commit()})
+    run.record("fit", {**fit_summary(matcher), "command": command, "commit": git_commit(), "machine": machine(),
+                       **used})
     print(f"matcher {matcher.name} fitted in {matcher.info['fit_seconds']} s -> {matcher_path(run)}", flush=True)
     return matcher_path(run)
 

@@ -124,8 +124,13 @@ class Run:
 
 
 def machine() -> str:
-    """This machine in words (OS, CPU cores, memory, GPUs, Python), so a run's wall time can be read."""
-    parts = [f"{platform.system()} {platform.machine()}", f"{os.cpu_count()} CPU cores"]
+    """This machine in words (OS, CPU cores and the flags that pick a path, memory, GPUs, Python), so a run's
+    wall time can be read."""
+    from samesame.core.cpu import cpu_summary
+
+    cpu = cpu_summary()
+    flags = [f for f in ("avx2", "avx512f") if cpu[f]] + cpu["int8_units"] + cpu["bf16_units"]
+    parts = [f"{platform.system()} {platform.machine()}", f"{os.cpu_count()} CPU cores ({' '.join(flags) or 'no AVX2'})"]
     try:
         parts.append(f"{os.sysconf('SC_PAGE_SIZE') * os.sysconf('SC_PHYS_PAGES') / 2**30:.0f} GiB RAM")
     except (ValueError, OSError, AttributeError):

@@ -2,28 +2,68 @@
 
 from __future__ import annotations
 
+import json
 import multiprocessing
+import os
+import tempfile
 import time
+from dataclasses import asdict
 from pathlib import Path
 
 import pandas as pd
 from tqdm.auto import tqdm
 
 from samesame.data.sample.catalogue import DEFAULT_EDITS, MASTER_OVERSCAN, EditStrengths
-from samesame.data.sample.plan import plan_sample
+from samesame.data.sample.plan import group_size_distribution, plan_sample
 from samesame.data.sample.render import render_group
 
 
-def _check_out_dir(out: Path, names: set[str]) -> None:
-    """Refuse to mix this sample's images with another dataset's in the same folders."""
-    for sub in ("train_images", "test_images"):
-        folder = out / sub
-        if folder.is_dir():
-            strangers = [p.name for p in folder.iterdir() if p.name not in names]
-            if strangers:
-                raise FileExistsError(
-                    f"{folder} already holds {len(strangers)} files that are not part of this sample "
-                    f"(e.g. {strangers[0]}); generate into an empty directory or delete that folder.")
+MARKER = "samesame-sample.json"
+"""Written first into every generated folder, with the generation's arguments: the proof that the folder is ours."""
+KAGGLE_TRAIN, KAGGLE_TEST = 34_250, 70_000
+"""Listings of the competition's train.csv and of its hidden test.csv (scale 1 of a rehearsal)."""
+REHEARSAL_IMAGE_SIZE = 640
+"""Typical photo side of a rehearsal: Shopee's photos are mostly 640 px or more (sides drawn: 512, 640, 800, 960)."""
+
+
+def rehearsal_arguments(scale: float) -> dict:
+    """:func:`generate_sample` arguments for a competition folder at ``scale`` times Kaggle's size: about
+    34,250 x scale train listings (11,000 x scale groups) and 70,000 x scale test listings of other groups."""
+    if not 0 < scale <= 4:
+        raise ValueError(f"scale={scale}: use a size between 0 and 4 times Kaggle's (1 is Kaggle's, 1/8 an eighth)")
+    sizes, p = group_size_distribution()
+    mean_group = float((sizes * p).sum())
+    return {"n_groups": max(2, round((KAGGLE_TRAIN + KAGGLE_TEST) * scale / mean_group)),
+            "test_fraction": KAGGLE_TEST / (KAGGLE_TRAIN + KAGGLE_TEST), "image_size": REHEARSAL_IMAGE_SIZE}
+
+
+def _claim(out: Path, arguments: dict) -> None:
+    """Make ``out`` this generation's own folder, or refuse it before writing anything: a folder is written into
+    only when it is new, empty, or a sample generated with the same arguments (its marker says so), so a user's
+    data folder is never overwritten and a stopped generation resumes."""
+    marker = out / MARKER
+    if marker.is_file():
+        try:
+            theirs = json.loads(marker.read_text())
+        except (ValueError, UnicodeDecodeError):
+            theirs = "unreadable"
+        if theirs != arguments:
+            differ = sorted(k for k in arguments if not isinstance(theirs, dict) or theirs.get(k) != arguments[k])
+            raise FileExistsError(f"{out} holds a sample generated with other arguments ({', '.join(differ)} "
+                                  f"differ); generate into a new folder, or delete {out} first")
+        return
+    if out.exists() and not out.is_dir():
+        raise FileExistsError(f"{out} is a file, not a folder: generate the sample into a new folder")
+    entries = sorted(p.name for p in out.iterdir()) if out.is_dir() else []
+    if entries:
+        raise FileExistsError(f"{out} already holds {len(entries)} entries (e.g. {entries[0]}) and is not a sample "
+                              f"this project generated (it has no {MARKER}); nothing was written: generate into a new "
+                              "or empty folder")
+    out.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{MARKER}.", suffix=".tmp", dir=out)
+    with os.fdopen(fd, "w") as f:
+        json.dump(arguments, f, indent=2)
+    os.replace(tmp, marker)
 
 
 def write_split(out: Path, rows: pd.DataFrame, split: str) -> None:
@@ -65,7 +105,9 @@ def generate_sample(out_dir, *, n_groups: int = 450, test_fraction: float = 0.3,
     Files: train.csv, train_images/, test.csv, test_images/, sample_submission.csv (self matches)
     and test_solution.csv (the true groups of test, to score a submission). Train and test have
     disjoint groups. Same arguments give byte-identical CSVs and images. The CSVs are written
-    last, so a folder with train.csv holds a complete sample.
+    last, so a folder with train.csv holds a complete sample; a generation stopped midway resumes,
+    keeping the photos it wrote. Writes only into a new or empty folder, or one it generated itself
+    with the same arguments (:data:`MARKER`); any other folder is refused before anything is written.
     """
     if n_groups < 2:
         raise ValueError(f"n_groups={n_groups}: need at least 2 groups (one for train, one for test)")
@@ -75,9 +117,12 @@ def generate_sample(out_dir, *, n_groups: int = 450, test_fraction: float = 0.3,
         raise ValueError(f"image_size={image_size}: use at least 32 pixels")
     start = time.perf_counter()
     out = Path(out_dir)
+    arguments = json.loads(json.dumps({"generator": "samesame.data.sample", "n_groups": n_groups,
+                                       "test_fraction": test_fraction, "image_size": image_size, "seed": seed,
+                                       "edits": asdict(edits)}))
+    _claim(out, arguments)
     products, groups = plan_sample(n_groups, test_fraction, image_size, seed, edits)
     listings = [lst for group in groups for lst in group]
-    _check_out_dir(out, {lst.image for lst in listings})
     for split in ("train", "test"):
         (out / f"{split}_images").mkdir(parents=True, exist_ok=True)
     master_side = round(image_size * MASTER_OVERSCAN)
