@@ -194,11 +194,32 @@ def test_a_folder_in_a_chunks_place_is_replaced_by_the_chunk(tmp_path, tiny_mode
     assert chunk.is_file()
 
 
+@pytest.mark.parametrize("tamper", [
+    lambda vectors, status: (np.zeros_like(vectors), status),           # a chunk of zeros: every image "blank"
+    lambda vectors, status: (vectors[::-1], status[::-1]),              # its rows reordered: images swapped
+], ids=["zeros", "permuted"])
+def test_a_chunk_whose_rows_were_changed_is_recomputed_with_a_warning_never_used(tmp_path, tiny_model, small_chunks,
+                                                                                  tamper):
+    paths = _images(tmp_path, 4)
+    first = embed_images(paths, FakeBackbone(tiny_model), cache_dir=tmp_path / "cache", progress=False)
+    (chunk,) = (tmp_path / "cache").glob("*/chunk_00000.npz")
+    with np.load(chunk) as saved:
+        vectors, status = tamper(saved["vectors"], saved["status"])
+        np.savez(chunk, vectors=vectors, status=status, fingerprint=saved["fingerprint"])
+    counting = CountingModel(tiny_model)
+    with pytest.warns(UserWarning, match=f"{chunk}: embedding-cache chunk does not match the fingerprint it was "
+                                         "written with .*recomputing its 4 rows and overwriting it"):
+        again = embed_images(paths, FakeBackbone(counting), cache_dir=tmp_path / "cache", progress=False)
+    assert counting.calls == 1
+    np.testing.assert_allclose(again.vectors, first.vectors, rtol=1e-5, atol=1e-6)
+
+
 def test_save_chunk_replaces_atomically(tmp_path, monkeypatch):
     """A kill during the write leaves the previous chunk (or none), never a partial one."""
     path = tmp_path / "chunk_00000.npz"
     vectors, status = np.ones((4, 2), np.float32), np.array(["ok"] * 4)
-    embed._save_chunk(path, range(0, 4), vectors, status)
+    keys = [f"img{i}.jpg\t-" for i in range(4)]
+    embed._save_chunk(path, range(0, 4), vectors, status, keys)
 
     def killed(file, **arrays):
         Path(file).write_bytes(b"PK partial")
@@ -206,7 +227,7 @@ def test_save_chunk_replaces_atomically(tmp_path, monkeypatch):
 
     monkeypatch.setattr(embed.np, "savez", killed)
     with pytest.raises(KeyboardInterrupt):
-        embed._save_chunk(path, range(0, 4), vectors * 2, status)
+        embed._save_chunk(path, range(0, 4), vectors * 2, status, keys)
     with np.load(path) as kept:
         np.testing.assert_array_equal(kept["vectors"], vectors)
 

@@ -100,30 +100,45 @@ def cache_key(paths: Sequence, backbone) -> str:
     model_id = [backbone.name, str(backbone.weights), backbone.input_size, backbone.dim, CHUNK_SIZE]
     digest.update(json.dumps(model_id).encode())
     for path in paths:
-        try:
-            info = os.stat(path)
-            fingerprint = f"{path}\t{info.st_size}\t{info.st_mtime_ns}\n"
-        except (OSError, TypeError, ValueError):  # missing file, None or NaN path
-            fingerprint = f"{path}\t-\n"
-        digest.update(fingerprint.encode())
+        digest.update(f"{_image_key(path)}\n".encode())
     return f"{backbone.name}-{backbone.input_size}-{digest.hexdigest()[:16]}"
+
+
+def _image_key(path) -> str:
+    """One image file as the cache knows it: its path, size and modification time."""
+    try:
+        info = os.stat(path)
+        return f"{path}\t{info.st_size}\t{info.st_mtime_ns}"
+    except (OSError, TypeError, ValueError):  # missing file, None or NaN path
+        return f"{path}\t-"
+
+
+def _chunk_fingerprint(keys: Sequence[str], vectors: np.ndarray, status: np.ndarray) -> str:
+    """SHA-256 of a chunk's rows in order, each with the image it belongs to: stored with the chunk and checked
+    when read, so a chunk zeroed, reordered or copied from other images is recomputed, never used."""
+    digest = hashlib.sha256("\n".join(keys).encode())
+    digest.update(np.ascontiguousarray(vectors, dtype=np.float32).tobytes())
+    digest.update(np.asarray(status, dtype=STATUS_DTYPE).tobytes())
+    return digest.hexdigest()
 
 
 def _chunk_file(cache: Path, rows: range) -> Path:
     return cache / f"chunk_{rows.start // CHUNK_SIZE:05d}.npz"
 
 
-def _load_chunk(path: Path, rows: range, vectors: np.ndarray, status: np.ndarray) -> bool:
-    """Fill rows from a cached chunk; False when it is absent or unreadable (it is then recomputed).
+def _load_chunk(path: Path, rows: range, vectors: np.ndarray, status: np.ndarray, keys: Sequence[str]) -> bool:
+    """Fill rows from a cached chunk; False when it is absent, unreadable or not the one written for these images
+    (it is then recomputed).
 
-    An unreadable chunk (a disk filled up, a copy cut short) warns with its path, so a cache that keeps
-    breaking is noticed, but never stops the run: its rows are simply embedded again.
+    A broken chunk (a disk filled up, a copy cut short, rows zeroed or reordered) warns with its path, so a cache
+    that keeps breaking is noticed, but never stops the run: its rows are simply embedded again.
     """
     if not path.exists():
         return False
     try:
         with np.load(path) as cached:
             chunk_vectors, chunk_status = cached["vectors"], cached["status"]
+            fingerprint = str(cached["fingerprint"]) if "fingerprint" in cached.files else None
     except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile) as err:
         warnings.warn(f"{path}: unreadable embedding-cache chunk ({type(err).__name__}: {err}); recomputing its "
                       f"{len(rows)} rows and overwriting it", stacklevel=2)
@@ -137,24 +152,35 @@ def _load_chunk(path: Path, rows: range, vectors: np.ndarray, status: np.ndarray
         warnings.warn(f"{path}: embedding-cache chunk holds NaN or infinite vectors or unknown statuses, which no "
                       f"embedding has; recomputing its {len(rows)} rows and overwriting it", stacklevel=2)
         return False
+    if fingerprint != _chunk_fingerprint(keys, chunk_vectors, chunk_status):
+        warnings.warn(f"{path}: embedding-cache chunk does not match the fingerprint it was written with (its rows "
+                      "were changed or reordered, belong to other images, or it predates fingerprints); recomputing "
+                      f"its {len(rows)} rows and overwriting it", stacklevel=2)
+        return False
     vectors[rows.start : rows.stop] = chunk_vectors
     status[rows.start : rows.stop] = chunk_status
     return True
 
 
-def _chunks_to_compute(cache: Path | None, n: int, vectors: np.ndarray, status: np.ndarray) -> list[range]:
+def _chunks_to_compute(cache: Path | None, keys: Sequence[str], vectors: np.ndarray,
+                       status: np.ndarray) -> list[range]:
     """Row ranges of CHUNK_SIZE still to embed, after filling every chunk the cache already holds."""
+    n = len(vectors)
     chunks = [range(start, min(start + CHUNK_SIZE, n)) for start in range(0, n, CHUNK_SIZE)]
     if cache is None:
         return chunks
-    return [rows for rows in chunks if not _load_chunk(_chunk_file(cache, rows), rows, vectors, status)]
+    return [rows for rows in chunks
+            if not _load_chunk(_chunk_file(cache, rows), rows, vectors, status, keys[rows.start : rows.stop])]
 
 
-def _save_chunk(path: Path, rows: range, vectors: np.ndarray, status: np.ndarray) -> None:
-    """Write via a temporary file and rename, so a killed run never leaves a half-written chunk; a folder in the
-    chunk's place (no chunk, :func:`_load_chunk` warned) is removed first."""
+def _save_chunk(path: Path, rows: range, vectors: np.ndarray, status: np.ndarray, keys: Sequence[str]) -> None:
+    """Write the rows with their fingerprint (:func:`_chunk_fingerprint`; ``keys``: the chunk's images) via a
+    temporary file and rename, so a killed run never leaves a half-written chunk; a folder in the chunk's place
+    (no chunk, :func:`_load_chunk` warned) is removed first."""
     tmp = path.with_suffix(".tmp.npz")
-    np.savez(tmp, vectors=vectors[rows.start : rows.stop], status=status[rows.start : rows.stop])
+    chunk_vectors, chunk_status = vectors[rows.start : rows.stop], status[rows.start : rows.stop]
+    np.savez(tmp, vectors=chunk_vectors, status=chunk_status,
+             fingerprint=np.array(_chunk_fingerprint(keys, chunk_vectors, chunk_status)))
     if path.is_dir():
         shutil.rmtree(path)
     os.replace(tmp, path)
@@ -230,9 +256,10 @@ def embed_images(
     vectors = np.zeros((n, backbone.dim), dtype=np.float32)
     status = np.full(n, "", dtype=STATUS_DTYPE)
     cache = Path(cache_dir) / cache_key(paths, backbone) if cache_dir is not None else None
+    keys = [_image_key(path) for path in paths] if cache is not None else []
     if cache is not None:
         cache.mkdir(parents=True, exist_ok=True)
-    chunks = _chunks_to_compute(cache, n, vectors, status)
+    chunks = _chunks_to_compute(cache, keys, vectors, status)
     unsaved = deque(chunks)
     todo_rows = (row for rows in chunks for row in rows)
     batcher = _Batcher(backbone.model, batch_size, size, vectors)
@@ -242,7 +269,7 @@ def embed_images(
         while unsaved and unsaved[0].stop <= first_pending:
             rows = unsaved.popleft()
             if cache is not None:
-                _save_chunk(_chunk_file(cache, rows), rows, vectors, status)
+                _save_chunk(_chunk_file(cache, rows), rows, vectors, status, keys[rows.start : rows.stop])
 
     todo = sum(map(len, chunks))
     with tqdm(total=n, initial=n - todo, desc=f"embed {backbone.name}", unit="img", disable=not progress) as bar:
