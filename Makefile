@@ -24,7 +24,7 @@ EMBEDDING := $(R)/models/embedding.json
 IMAGE_MODEL := $(BACKBONE) $(FINETUNE) $(EMBEDDING)
 MATCHER := $(R)/models/matcher/matcher.json
 
-.PHONY: all test test-all venv sample eda phash backbones finetune metric errors fit submission kaggle results bench gpu-check data lab strip clean-cache rehearsal help
+.PHONY: all test test-all venv sample eda phash backbones finetune metric errors fit submission kaggle results bench gpu-check data lab strip clean-cache rehearsal kaggle-run help
 help:
 	@echo "make all [DATA_DIR=<kaggle folder>] [RUN=<name>] [PROFILE=sample|kaggle|gpu]  run notebooks 01..07 into runs/RUN/"
 	@echo "make test        unit tests + one end-to-end run (minutes)"; echo "make test-all    make test, then the slow checks (what CI runs)";  echo "make sample      generate the embedded sample (data/sample)"
@@ -34,6 +34,8 @@ help:
 	@echo "make kaggle RUN=<run>  offline Kaggle dataset + inference notebook of that run's matcher -> dist/kaggle/ [KAGGLE_USER=name]"
 	@echo "make rehearsal [SCALE=1/8]  a synthetic competition at SCALE x Kaggle's size (34,250 train + 70,000 test"
 	@echo "                 listings with 512-960 px photos, and test_solution.csv) -> data/rehearsal-<SCALE>/"
+	@echo "make kaggle-run RUN=<run> DATA_DIR=<folder>  the bundle's notebook offline on the folder's test.csv, as"
+	@echo "                 Kaggle runs it: wall/CPU time, peak memory, F1 (with test_solution.csv) -> runs/RUN/metrics.json"
 	@echo "make bench       embedding + kNN benchmark -> runs/bench/bench.json"
 	@echo "make gpu-check [PROFILE=gpu] [DATA_DIR=...]  before a long GPU job: known answers + images/s, titles/s"
 	@echo "make data        download the competition with the Kaggle CLI";  echo "make lab         JupyterLab on the repo"
@@ -82,6 +84,9 @@ endif
 endif
 kaggle: $(STAMP) $(if $(wildcard $(MATCHER)),,$(MATCHER))
 	$(PY) -m samesame.run.kaggle --matcher $(R)/models/matcher --out dist/kaggle --owner $(KAGGLE_USER)
+
+kaggle-run: $(STAMP)
+	$(PY) -m samesame.run.rehearsal --run $(RUN) --data-dir $(DATA_DIR) --bundle dist/kaggle
 
 sample: $(STAMP)
 	$(PY) -m samesame.run.pipeline sample --profile $(PROFILE)
