@@ -52,6 +52,16 @@ KNOWN_F1 = {
 }
 
 
+TENSORFLOW_LOG_LINES = ("absl::InitializeLog", "cpu_feature_guard", "oneDNN custom operations", "I0000 00:00")
+
+
+def test_executed_notebooks_hold_no_tensorflow_log_lines(tiny_run):
+    run, _ = tiny_run
+    for nb in notebooks():
+        text = (run.path / f"{nb.stem}.ipynb").read_text()
+        assert not [line for line in TENSORFLOW_LOG_LINES if line in text], nb.stem
+
+
 def test_tiny_run_scores_its_known_f1(tiny_run):
     run, _ = tiny_run
     metrics = json.loads((run.path / "metrics.json").read_text())
