@@ -48,7 +48,19 @@ def load_runs(names: list[str], runs_root: Path = RUNS_ROOT) -> list[Run]:
     if missing:
         raise ValueError(f"no {METRICS_FILE} in {[str(Path(runs_root) / n) for n in missing]}: run them first "
                          f"(make all RUN=<name>); recorded: {_recorded(runs_root)}")
-    return [Run(Path(runs_root) / n) for n in names]
+    runs = [Run(Path(runs_root) / n) for n in names]
+    uncommitted = [f"{run.name} ({commit or 'no commit recorded'})" for run in runs for commit in _commits(run)
+                   if not commit or commit == "unknown" or commit.endswith("-dirty")]
+    if uncommitted:
+        raise ValueError(f"runs made on an uncommitted tree cannot be reported, since nobody could rerun them: "
+                         f"{', '.join(uncommitted)}; commit, then rerun them (make all RUN=<name>)")
+    return runs
+
+
+def _commits(run: Run) -> list[str | None]:
+    """The commits a run's parts were made on: its notebooks' and, where it was fitted alone, the fit's."""
+    fit = run.metrics().get("fit") or {}
+    return [run.params().get("commit")] + ([fit["commit"]] if "commit" in fit else [])
 
 
 def _recorded(runs_root: Path) -> list[str]:
@@ -73,6 +85,20 @@ def run_row(run: Run) -> dict:
             "wall time": duration(sum(wall.values())) if wall else None, "started": p.get("started")}
 
 
+def step_costs(run: Run) -> list[dict]:
+    """What each step of a run took: wall time, CPU time (user + system, every process of the step) and peak
+    resident memory, per notebook, then a fit made alone (make fit) and the bundle's notebook (make kaggle-run)."""
+    p, metrics = run.params(), run.metrics()
+    steps = [(nb, wall, (p.get("cpu_seconds") or {}).get(nb), (p.get("peak_rss_gb") or {}).get(nb))
+             for nb, wall in (p.get("wall_seconds") or {}).items()]
+    for step, wall_key in (("fit", "fit_seconds"), ("kaggle_notebook", "wall_seconds")):
+        if wall_key in (metrics.get(step) or {}):
+            record = metrics[step]
+            steps.append((step, record[wall_key], record.get("cpu_seconds"), record.get("peak_rss_gb")))
+    return [{"step": step, "wall time": duration(wall), "CPU time": None if cpu is None else duration(cpu),
+             "peak RSS": None if rss is None else f"{rss:.1f} GiB"} for step, wall, cpu, rss in steps]
+
+
 def results_page(runs: list[Run], figures: dict[str, list[Path]], page_dir: Path = REPO) -> str:
     """The Markdown of RESULTS.md for these runs (``figures``: run name -> its copied figures)."""
     seed_table = [{"seed step": s.method, "train mean F1": s.train_mean_f1, "test mean F1": s.test_mean_f1}
@@ -90,9 +116,9 @@ def results_page(runs: list[Run], figures: dict[str, list[Path]], page_dir: Path
     for run in runs:
         metrics = run.metrics()
         parts.append(f"## {run.name}")
-        wall = run.params().get("wall_seconds") or {}
-        if wall:
-            parts.append("Wall time per notebook: " + ", ".join(f"{nb} {duration(s)}" for nb, s in wall.items()) + ".")
+        costs = step_costs(run)
+        if costs:
+            parts.append(markdown_table(costs))
         for notebook in ANSWERS:
             if metrics.get(notebook):
                 parts += [f"### {notebook}: {QUESTIONS[notebook]}", answer(notebook, metrics)]
