@@ -9,9 +9,10 @@ import numpy as np
 import pytest
 from sklearn.ensemble import HistGradientBoostingClassifier
 
-from samesame.match.matching import Matcher
+from samesame.match.matching import MATCHER_FORMAT, Matcher
 from samesame.match.pairs import PairClassifier
 from samesame.match.recipe import PairStep, Recipe
+from samesame.match.trees import BoostedTrees
 from samesame.run.settings import defaults
 from samesame.text.title_model import BrokenEncoderError
 
@@ -25,7 +26,7 @@ def saved(tmp_path_factory):
     x = rng.random((40, len(FEATURES)))
     model = HistGradientBoostingClassifier(max_iter=2).fit(x, x[:, 0] > 0.5)
     matcher = Matcher(Recipe({"tfidf": 1.0}, 0.5, pair_classifier=PairStep(0.5, 0.2, 0.1)), None, defaults().tfidf,
-                      pair_classifier=PairClassifier(feature_names=FEATURES, models=[model]))
+                      pair_classifier=PairClassifier(feature_names=FEATURES, trees=BoostedTrees.from_sklearn([model])))
     return matcher.save(tmp_path_factory.mktemp("saved") / "matcher")
 
 
@@ -48,7 +49,7 @@ def _raises(error, path, message):
 def test_a_whole_folder_loads(folder):
     matcher = Matcher.load(folder)
     assert matcher.recipe.pair_classifier == PairStep(0.5, 0.2, 0.1) and matcher.encoder is None
-    assert matcher.pair_classifier.feature_names == FEATURES and len(matcher.pair_classifier.models) == 1
+    assert matcher.pair_classifier.feature_names == FEATURES and matcher.pair_classifier.trees.n_models == 1
 
 CONFIG = json.dumps(dataclasses.asdict(defaults().title_encoder))   # a valid title encoder config.json
 
@@ -57,8 +58,8 @@ CONFIG = json.dumps(dataclasses.asdict(defaults().title_encoder))   # a valid ti
     (lambda f: (f / "matcher.json").unlink(), r"not found: fit and save a matcher first \(make fit\)"),
     (lambda f: (f / "matcher.json").write_text('{"format": 2,'), r"is not valid JSON \(.*line 1.*refit and save"),
     (lambda f: (f / "matcher.json").write_text("[2]"),
-     r"matcher format \[2\], this samesame reads 2; refit and save"),
-    (lambda f: _edit_meta(f, lambda m: m.update(format=1)), "matcher format 1, this samesame reads 2"),
+     rf"matcher format \[2\], this samesame reads {MATCHER_FORMAT}; refit and save"),
+    (lambda f: _edit_meta(f, lambda m: m.update(format=1)), f"matcher format 1, this samesame reads {MATCHER_FORMAT}"),
     (lambda f: _edit_meta(f, lambda m: m.pop("k")), r"is not what Matcher.save writes \(KeyError: 'k'\); refit"),
     (lambda f: _edit_meta(f, lambda m: m.update(k="50")),
      r"is not what Matcher.save writes \(ValueError: k = '50', expected an integer >= 1\)"),
@@ -112,16 +113,18 @@ def test_a_missing_or_broken_title_encoder_folder_names_the_file(folder, damage,
 
 @pytest.mark.parametrize("damage, file, error, message", [
     (lambda f: shutil.rmtree(f), "pair_classifier.json", FileNotFoundError, "not found: the saved pair classifier"),
-    (lambda f: (f / "models.joblib").unlink(), "models.joblib", FileNotFoundError, "not found: .*refit the matcher"),
-    (lambda f: (f / "models.joblib").write_bytes((f / "models.joblib").read_bytes()[:50]), "models.joblib",
-     ValueError, r"cannot be loaded \(.*\); refit the matcher \(make fit\)"),
-    (lambda f: (f / "models.joblib").write_bytes(__import__("pickle").dumps([1])), "models.joblib",
-     ValueError, "does not hold the fold models"),
+    (lambda f: (f / "models.npz").unlink(), "models.npz", FileNotFoundError, "not found: .*refit the matcher"),
+    (lambda f: (f / "models.npz").write_bytes((f / "models.npz").read_bytes()[:50]), "models.npz",
+     ValueError, r"is not an .npz of plain arrays \(.*\); refit the matcher \(make fit\)"),
+    (lambda f: (f / "models.npz").write_bytes(__import__("pickle").dumps([1])), "models.npz",
+     ValueError, r"is not an .npz of plain arrays \(ValueError: .*pickled"),
+    (lambda f: (f / "models.npz").unlink() or (f / "models.joblib").write_bytes(b"pickle"), "models.joblib",
+     ValueError, "was saved by an older version in a format that can run code .*; refit the matcher"),
     (lambda f: (f / "pair_classifier.json").write_text("{}"), "pair_classifier.json",
-     ValueError, r"is not what PairClassifier.save writes \(KeyError: 'sklearn'\)"),
+     ValueError, r"is not what PairClassifier.save writes \(KeyError: 'max_iter'\)"),
     (lambda f: (f / "pair_classifier.json").write_text('"text"'), "pair_classifier.json",
-     ValueError, r"is not what PairClassifier.save writes \(AttributeError"),
-], ids=["no-folder", "no-models", "truncated-models", "not-models", "no-version", "a-string"])
+     ValueError, r"is not what PairClassifier.save writes \(TypeError"),
+], ids=["no-folder", "no-models", "truncated-models", "a-pickle", "old-joblib", "no-settings", "a-string"])
 def test_a_broken_pair_classifier_folder_names_the_file(folder, damage, file, error, message):
     damage(folder / "pair_classifier")
     with _raises(error, folder / "pair_classifier" / file, message):

@@ -8,7 +8,8 @@ relative to each listing's own neighbours, so they move much less than raw
 similarities when the searched pool grows from thousands to 70,000 listings.
 The top Kaggle solutions scored candidate pairs this way; here the classifier
 is sklearn's HistGradientBoostingClassifier (fast on 2 cores, handles a missing
-image similarity as NaN).
+image similarity as NaN), kept, saved and evaluated as plain arrays
+(:class:`samesame.match.trees.BoostedTrees`).
 
 Pairs are directed (both directions present, as in :class:`samesame.match.candidates.Candidates`);
 :func:`symmetric_probability` averages p(i, j) and p(j, i), so the match relation stays symmetric.
@@ -17,7 +18,7 @@ Pairs are directed (both directions present, as in :class:`samesame.match.candid
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Sequence
 
@@ -28,11 +29,14 @@ from sklearn.feature_extraction.text import CountVectorizer
 from sklearn.model_selection import GroupKFold
 from tqdm.auto import tqdm
 
+from samesame.match.trees import REFIT, BoostedTrees
 from samesame.text.titles import char_tfidf
 
 DENSITY_LEVELS = (0.4, 0.6, 0.8)   # fused-score levels whose neighbour counts describe a listing's crowd
 NEIGHBOURHOOD_TOP = 16             # neighbours per listing in its neighbourhood profile
 DENSE_CHUNK_BYTES = 1 << 20        # pair_dot: dense rows gathered per side and chunk
+SETTINGS_FILE, TREES_FILE = "pair_classifier.json", "models.npz"
+OLD_PICKLE = "models.joblib"       # what samesame saved before the trees were arrays: never read
 
 
 def pair_dot(emb, rows: np.ndarray, cols: np.ndarray, chunk: int | None = None) -> np.ndarray:
@@ -240,6 +244,11 @@ def _stopping_pairs(same: np.ndarray, groups: np.ndarray, seed: int, share: floa
     return stop
 
 
+def _setting_names() -> list[str]:
+    """PairClassifier's fields that pair_classifier.json holds (all but the trees)."""
+    return [f.name for f in fields(PairClassifier) if f.name != "trees"]
+
+
 def symmetric_probability(p: np.ndarray, rows: np.ndarray, cols: np.ndarray, n: int) -> np.ndarray:
     """Mean of p(i, j) and p(j, i): the directed features differ, the decision must not."""
     return 0.5 * (p + p[reverse_index(rows, cols, n)])
@@ -247,7 +256,11 @@ def symmetric_probability(p: np.ndarray, rows: np.ndarray, cols: np.ndarray, n: 
 
 @dataclass
 class PairClassifier:
-    """Gradient-boosted trees on :func:`pair_features`; remembers the feature names it was trained on."""
+    """Gradient-boosted trees on :func:`pair_features`; remembers the feature names it was trained on.
+
+    The fold models train with scikit-learn and are kept as :class:`BoostedTrees` (plain arrays), which predict
+    with numpy, equal to sklearn's ``predict_proba`` bit for bit: a saved classifier loads and predicts without
+    scikit-learn and without unpickling anything."""
 
     max_iter: int = 300
     learning_rate: float = 0.1
@@ -256,7 +269,7 @@ class PairClassifier:
     patience: int = 0          # > 0: stop a fold model once this many trees in a row fail to lower the loss on
                                # label groups held out of its training pairs (0: always grow max_iter trees)
     feature_names: list[str] = field(default_factory=list)
-    models: list[HistGradientBoostingClassifier] = field(default_factory=list)   # predictions average them
+    trees: BoostedTrees | None = None     # the fold models; predictions average them
 
     def _new_model(self, early_stopping: bool = False) -> HistGradientBoostingClassifier:
         return HistGradientBoostingClassifier(max_iter=self.max_iter, learning_rate=self.learning_rate,
@@ -281,63 +294,51 @@ class PairClassifier:
 
     def predict_each(self, x: np.ndarray, feature_names: list[str]) -> list[np.ndarray]:
         """p(same product) per pair from each fold model; the features must be the trained ones, in order."""
-        if not self.models:
+        if self.trees is None:
             raise RuntimeError("PairClassifier used before out_of_fold() trained it: train it on train pairs first")
-        if list(feature_names) != self.feature_names:
-            raise ValueError(f"pair features {feature_names} differ from the trained ones {self.feature_names}; "
-                             "predict with the same signals (images, learned title) the matcher was fit with")
-        return [m.predict_proba(x)[:, 1].astype(np.float32) for m in self.models]
+        if list(feature_names) != self.feature_names or np.ndim(x) != 2 or np.shape(x)[1] != len(feature_names):
+            raise ValueError(f"pair features {feature_names} (x of shape {np.shape(x)}) differ from the trained ones "
+                             f"{self.feature_names}; predict with the same signals (images, learned title) the "
+                             "matcher was fit with")
+        return [p.astype(np.float32) for p in self.trees.predict_proba(x)]
 
     def predict_proba(self, x: np.ndarray, feature_names: list[str]) -> np.ndarray:
         """The fold models' mean p(same product) per pair."""
         return np.mean(self.predict_each(x, feature_names), axis=0)
 
     def save(self, folder: str | Path) -> Path:
-        """``pair_classifier.json`` (settings, feature names, sklearn version) + ``models.joblib``."""
-        import joblib
-        import sklearn
-
-        if not self.models:
+        """``pair_classifier.json`` (settings, feature names) + ``models.npz`` (the fold models' trees)."""
+        if self.trees is None:
             raise RuntimeError("PairClassifier.save called before out_of_fold() trained it")
         folder = Path(folder)
         folder.mkdir(parents=True, exist_ok=True)
-        settings = {k: v for k, v in asdict(self).items() if k != "models"}
-        (folder / "pair_classifier.json").write_text(json.dumps({**settings, "sklearn": sklearn.__version__}, indent=2))
-        joblib.dump(self.models, folder / "models.joblib")
+        (folder / SETTINGS_FILE).write_text(json.dumps({k: getattr(self, k) for k in _setting_names()}, indent=2))
+        self.trees.save(folder / TREES_FILE)
         return folder
 
     @classmethod
     def load(cls, folder: str | Path) -> "PairClassifier":
-        """What :meth:`save` wrote; refuses a model pickled by another scikit-learn version (it may not
-        unpickle, or may predict differently) and says which version wrote it, and names a missing or
-        damaged file."""
-        import joblib
-        import sklearn
-
+        """What :meth:`save` wrote, read as JSON and plain arrays (nothing in the files runs); a missing, damaged
+        or edited file raises an error naming it and the fix. A folder of an older samesame, whose fold models
+        are a pickle (``models.joblib``), is refused unread."""
         folder = Path(folder)
-        settings_file, models_file = folder / "pair_classifier.json", folder / "models.joblib"
-        refit = "refit the matcher (make fit)"
-        for path in (settings_file, models_file):
+        settings_file, trees_file = folder / SETTINGS_FILE, folder / TREES_FILE
+        if not trees_file.exists() and (folder / OLD_PICKLE).exists():
+            raise ValueError(f"{folder / OLD_PICKLE} was saved by an older version in a format that can run code "
+                             f"(a pickle), so it is not loaded; {REFIT}")
+        for path in (settings_file, trees_file):
             if not path.is_file():
-                raise FileNotFoundError(f"{path} not found: the saved pair classifier is incomplete; {refit}")
+                raise FileNotFoundError(f"{path} not found: the saved pair classifier is incomplete; {REFIT}")
         try:
             settings = json.loads(settings_file.read_text())
-            saved = settings.pop("sklearn")
-            classifier = cls(**settings)
-        except (ValueError, KeyError, TypeError, AttributeError) as err:
+            classifier = cls(**{name: settings[name] for name in _setting_names()})
+            names = classifier.feature_names
+            if not isinstance(names, list) or not names or not all(isinstance(n, str) for n in names):
+                raise ValueError(f"feature_names = {names!r}, expected a list of names")
+        except (ValueError, KeyError, TypeError) as err:
             raise ValueError(f"{settings_file} is not what PairClassifier.save writes ({type(err).__name__}: {err}); "
-                             f"{refit}") from None
-        if saved != sklearn.__version__:
-            raise RuntimeError(f"{folder} was saved with scikit-learn {saved}, this environment has "
-                               f"{sklearn.__version__}: install scikit-learn=={saved} or refit the matcher")
-        # joblib unpickles: load only matchers this project wrote (runs/<RUN>/models, dist/kaggle)
-        try:
-            classifier.models = joblib.load(models_file)
-        except Exception as err:    # a damaged pickle can fail in any way (EOFError, UnpicklingError, KeyError, ...)
-            raise ValueError(f"{models_file} cannot be loaded ({type(err).__name__}: {err}); {refit}") from None
-        if not isinstance(classifier.models, list) or not classifier.models or not all(
-                isinstance(m, HistGradientBoostingClassifier) for m in classifier.models):
-            raise ValueError(f"{models_file} does not hold the fold models PairClassifier.save writes; {refit}")
+                             f"{REFIT}") from None
+        classifier.trees = BoostedTrees.load(trees_file, len(names))
         return classifier
 
     def out_of_fold(self, x: np.ndarray, same: np.ndarray, pair_groups: np.ndarray, feature_names: list[str],
@@ -359,9 +360,10 @@ class PairClassifier:
             raise ValueError("pair classifier needs candidate pairs of at least 2 label groups to cross-fit; "
                              "use more train groups")
         p = np.empty(len(same), dtype=np.float32)
-        self.feature_names, self.models = list(feature_names), []
+        models = []
         for fit_idx, held in tqdm(GroupKFold(folds).split(x, same, pair_groups), total=folds, desc="pair folds",
                                   disable=not progress):
-            self.models.append(self._fitted(x[fit_idx], same[fit_idx], pair_groups[fit_idx]))
-            p[held] = self.models[-1].predict_proba(x[held])[:, 1]
+            models.append(self._fitted(x[fit_idx], same[fit_idx], pair_groups[fit_idx]))
+            p[held] = models[-1].predict_proba(x[held])[:, 1]
+        self.feature_names, self.trees = list(feature_names), BoostedTrees.from_sklearn(models)
         return p
