@@ -136,7 +136,7 @@ def _load_chunk(path: Path, rows: range, vectors: np.ndarray, status: np.ndarray
     if not path.exists():
         return False
     try:
-        with np.load(path) as cached:
+        with np.load(path, allow_pickle=False) as cached:
             chunk_vectors, chunk_status = cached["vectors"], cached["status"]
             fingerprint = str(cached["fingerprint"]) if "fingerprint" in cached.files else None
     except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile) as err:

@@ -74,7 +74,7 @@ class Whitening:
     @classmethod
     def load(cls, path: str | Path) -> "Whitening":
         try:
-            with np.load(path) as stored:
+            with np.load(path, allow_pickle=False) as stored:
                 mean, projection = stored["mean"], stored["projection"]
         except (OSError, ValueError, KeyError) as err:
             raise ValueError(f"{path}: not a whitening file ({type(err).__name__}: {err}); rerun 05_metric "

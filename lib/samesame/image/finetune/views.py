@@ -82,7 +82,7 @@ def trunk_views(paths: Sequence, trunk: Backbone, n_views: int, seed: int, *, ba
     if cache_dir is not None:
         cache = Path(cache_dir) / f"{cache_key(paths, trunk)}-views{n_views}-seed{seed}.npz"
         if cache.exists():
-            with np.load(cache) as stored:
+            with np.load(cache, allow_pickle=False) as stored:
                 return TrunkViews(stored["features"], stored["status"])
     size, shape = trunk.input_size, tuple(trunk.model.output_shape[1:])
     features = np.zeros((len(paths), n_views, *shape), dtype=np.float32)
