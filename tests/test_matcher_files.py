@@ -2,13 +2,16 @@
 
 import dataclasses
 import json
+import os
 import re
 import shutil
+import time
 
 import numpy as np
 import pytest
 from sklearn.ensemble import HistGradientBoostingClassifier
 
+from samesame.core.files import STALE_SECONDS
 from samesame.match.matching import MATCHER_FORMAT, Matcher
 from samesame.match.pairs import PairClassifier
 from samesame.match.recipe import PairStep, Recipe
@@ -132,13 +135,15 @@ def test_a_broken_pair_classifier_folder_names_the_file(folder, damage, file, er
 
 
 def test_a_half_written_tmp_sibling_does_not_break_the_next_save(saved, tmp_path):
-    """A save killed midway leaves ``matcher.tmp``: the next save clears it and replaces the folder whole."""
+    """A save killed midway leaves a hidden ``.matcher.<random>.tmp``: the next save writes its own, replaces the
+    folder whole, and clears the stray once it is stale."""
     matcher = Matcher.load(saved)
     folder = tmp_path / "matcher"
-    stale = tmp_path / "matcher.tmp"
+    stale = tmp_path / ".matcher.k1ll3d.tmp"
     (stale / "title_encoder").mkdir(parents=True)
     (stale / "recipe.json").write_text("{")
     (stale / "title_encoder" / "upper.weights.h5").write_bytes(bytes(96))
+    os.utime(stale, (time.time() - STALE_SECONDS - 1,) * 2)
     matcher.save(folder)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["matcher"]
     assert sorted(p.name for p in folder.iterdir()) == ["matcher.json", "pair_classifier", "recipe.json"]

@@ -29,6 +29,7 @@ import numpy as np
 import tensorflow as tf
 from tqdm.auto import tqdm
 
+from samesame.core.files import replaced_file
 from samesame.image.images import STATUSES, USABLE_STATUSES, count_statuses, is_usable, load_array
 from samesame.image.onnx_model import model_runner, run_model
 
@@ -177,13 +178,12 @@ def _save_chunk(path: Path, rows: range, vectors: np.ndarray, status: np.ndarray
     """Write the rows with their fingerprint (:func:`_chunk_fingerprint`; ``keys``: the chunk's images) via a
     temporary file and rename, so a killed run never leaves a half-written chunk; a folder in the chunk's place
     (no chunk, :func:`_load_chunk` warned) is removed first."""
-    tmp = path.with_suffix(".tmp.npz")
     chunk_vectors, chunk_status = vectors[rows.start : rows.stop], status[rows.start : rows.stop]
-    np.savez(tmp, vectors=chunk_vectors, status=chunk_status,
-             fingerprint=np.array(_chunk_fingerprint(keys, chunk_vectors, chunk_status)))
-    if path.is_dir():
-        shutil.rmtree(path)
-    os.replace(tmp, path)
+    with replaced_file(path) as tmp:
+        np.savez(tmp, vectors=chunk_vectors, status=chunk_status,
+                 fingerprint=np.array(_chunk_fingerprint(keys, chunk_vectors, chunk_status)))
+        if path.is_dir():
+            shutil.rmtree(path)
 
 
 def _decoded(paths: Sequence, rows: Iterator[int], size: int, workers: int, window: int):

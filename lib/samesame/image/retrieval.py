@@ -14,7 +14,6 @@ is kept only where it wins on groups it never saw.
 from __future__ import annotations
 
 import itertools
-import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
@@ -24,6 +23,7 @@ import numpy as np
 import pandas as pd
 from tqdm.auto import tqdm
 
+from samesame.core.files import replaced_file
 from samesame.core.neighbors import exclude_rows, knn, l2_normalize, sweep_thresholds, tune_threshold
 from samesame.core.splits import group_folds
 from samesame.image.backbones import Backbone
@@ -66,10 +66,8 @@ class Whitening:
 
     def save(self, path: str | Path) -> None:
         """One .npz, written via a temporary file so a killed run never leaves half of it."""
-        path = Path(path)
-        tmp = path.with_suffix(".tmp.npz")
-        np.savez(tmp, mean=self.mean, projection=self.projection)
-        os.replace(tmp, path)
+        with replaced_file(path) as tmp:
+            np.savez(tmp, mean=self.mean, projection=self.projection)
 
     @classmethod
     def load(cls, path: str | Path) -> "Whitening":

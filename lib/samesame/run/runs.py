@@ -16,17 +16,22 @@ import re
 import shutil
 import subprocess
 import tempfile
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 import numpy as np
 import pandas as pd
 import yaml
 
+from samesame.core.files import lock_for, replaced_file, write_text
+
 METRICS_FILE = "metrics.json"
 PARAMS_FILE = "params.yaml"
 LEADERBOARD_FILE = "leaderboard.csv"
 RUN_NAME = re.compile(r"[A-Za-z0-9][\w.-]*")
+MAX_RUN_NAME = 100
+"""The longest RUN name: a file name holds at most 255 bytes, and the run's own files add to its paths."""
 
 
 class RunError(ValueError):
@@ -40,23 +45,60 @@ def run_folder(runs_root: str | Path, name: str) -> Path:
     if not RUN_NAME.fullmatch(name):
         raise RunError(f"RUN={name!r} is not a plain folder name: a run lives in runs/<RUN>/; use letters, digits, "
                        "'-', '_' and '.', starting with a letter or digit")
+    if len(name) > MAX_RUN_NAME:
+        raise RunError(f"RUN={name[:20]}... is {len(name)} characters long: choose a name of at most {MAX_RUN_NAME}")
     path = Path(runs_root) / name
     for folder in (path, path / "models", path / "figures"):
-        _check_writable(folder)
+        check_writable(folder, "choose another RUN")
     return path
 
 
-def _check_writable(folder: Path) -> None:
-    """Raise RunError unless ``folder`` exists as a writable folder, or its nearest existing parent is one."""
+def check_writable(folder: Path, alternative: str) -> None:
+    """Raise RunError unless ``folder`` exists as a writable folder, or its nearest existing parent is one;
+    ``alternative`` ends the fix (e.g. "choose another RUN")."""
     existing = next(p for p in (folder, *folder.parents) if p.exists())
     if not existing.is_dir():
-        raise RunError(f"{existing} is a file, so {folder} cannot be a folder: move the file away or choose another "
-                       "RUN")
+        raise RunError(f"{existing} is a file, so {folder} cannot be a folder: move the file away or {alternative}")
     try:
         with tempfile.TemporaryFile(dir=existing):
             pass
     except OSError as err:
-        raise RunError(f"{existing} cannot be written ({err.strerror}): make it writable, or choose another RUN")
+        raise RunError(f"{existing} cannot be written ({err.strerror}): make it writable, or {alternative}")
+
+
+@contextmanager
+def writing(path: Path, command: str) -> Iterator["Run"]:
+    """The run at ``path`` (a :func:`run_folder`), held by this process while the block writes it: a second command
+    on the same run stops at once with one line naming this one (its pid and ``command``). The lock is the operating
+    system's, so a killed command leaves none behind. A run folder this block created and left without a file (a
+    fit that failed before writing) is removed."""
+    lock, holder = lock_for(path), path.with_name(f".{path.name}.holder")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        lock.acquire(timeout=0)
+    except TimeoutError:                # filelock's Timeout
+        raise RunError(f"{path.parent.name}/{path.name} is being written by {_holder(holder)}; wait for it or "
+                       "choose another RUN") from None
+    fresh = not path.exists()
+    try:
+        write_text(holder, json.dumps({"pid": os.getpid(), "command": command}))
+        yield Run(path)
+    except BaseException:
+        if fresh and not any(p.is_file() for p in path.rglob("*")):
+            shutil.rmtree(path, ignore_errors=True)
+        raise
+    finally:
+        holder.unlink(missing_ok=True)
+        lock.release()
+
+
+def _holder(holder: Path) -> str:
+    """The command holding a run, as its side file says ("another command" while it has not written it yet)."""
+    try:
+        found = json.loads(holder.read_text())
+        return f"pid {found['pid']} ({found['command']})"
+    except (OSError, ValueError, KeyError, TypeError):
+        return "another command"
 
 
 def plain(value: Any) -> Any:
@@ -94,12 +136,12 @@ class Run:
         return json.loads(f.read_text()) if f.exists() else {}
 
     def record(self, notebook: str, metrics: dict) -> dict:
-        """Merge ``metrics`` into this notebook's object in metrics.json (atomic write)."""
-        all_metrics = self.metrics()
-        all_metrics.setdefault(notebook, {}).update(plain(metrics))
-        tmp = self.path / (METRICS_FILE + ".tmp")
-        tmp.write_text(json.dumps(all_metrics, indent=2, sort_keys=False))
-        os.replace(tmp, self.path / METRICS_FILE)
+        """Merge ``metrics`` into this notebook's object in metrics.json (under its lock, written atomically: two
+        writers lose no update, a reader never sees half a file)."""
+        with lock_for(self.path / METRICS_FILE):
+            all_metrics = self.metrics()
+            all_metrics.setdefault(notebook, {}).update(plain(metrics))
+            write_text(self.path / METRICS_FILE, json.dumps(all_metrics, indent=2, sort_keys=False))
         return all_metrics[notebook]
 
     def params(self) -> dict:
@@ -109,9 +151,7 @@ class Run:
 
     def write_params(self, record: dict) -> None:
         """Rewrite params.yaml (atomic, keys in the given order)."""
-        tmp = self.path / (PARAMS_FILE + ".tmp")
-        tmp.write_text(yaml.safe_dump(plain(record), sort_keys=False, allow_unicode=True))
-        os.replace(tmp, self.path / PARAMS_FILE)
+        write_text(self.path / PARAMS_FILE, yaml.safe_dump(plain(record), sort_keys=False, allow_unicode=True))
 
     def figure_path(self, name: str) -> Path:
         return self.path / "figures" / f"{name}.png"
@@ -156,14 +196,18 @@ def flatten_metrics(metrics: dict, prefix: str = "") -> dict[str, Any]:
 
 
 def update_leaderboard(run: Run, runs_root: str | Path) -> pd.DataFrame:
-    """Rewrite this run's rows of runs/leaderboard.csv from its metrics.json."""
+    """Rewrite this run's rows of runs/leaderboard.csv from its metrics.json, under the leaderboard's lock (runs
+    side by side lose no row) and atomically (a reader never sees half a file)."""
     board_path = Path(runs_root) / LEADERBOARD_FILE
-    rows = [
-        {"run": run.name, "notebook": notebook, "metric": metric, "value": value}
-        for notebook, values in run.metrics().items()
-        for metric, value in flatten_metrics(values).items()
-    ]
-    board = pd.read_csv(board_path, dtype={"run": str}) if board_path.exists() else pd.DataFrame(columns=["run", "notebook", "metric", "value"])
-    board = pd.concat([board[board["run"] != run.name], pd.DataFrame(rows)], ignore_index=True)
-    board.to_csv(board_path, index=False)
+    with lock_for(board_path):
+        rows = [
+            {"run": run.name, "notebook": notebook, "metric": metric, "value": value}
+            for notebook, values in run.metrics().items()
+            for metric, value in flatten_metrics(values).items()
+        ]
+        board = (pd.read_csv(board_path, dtype={"run": str}) if board_path.exists()
+                 else pd.DataFrame(columns=["run", "notebook", "metric", "value"]))
+        board = pd.concat([board[board["run"] != run.name], pd.DataFrame(rows)], ignore_index=True)
+        with replaced_file(board_path) as tmp:
+            board.to_csv(tmp, index=False)
     return board

@@ -19,6 +19,7 @@ import numpy as np
 from PIL import Image
 from tqdm.auto import tqdm
 
+from samesame.core.files import replaced_file
 from samesame.image.backbones import Backbone
 from samesame.image.embed import STATUS_DTYPE, cache_key, default_workers, model_runner
 from samesame.image.images import is_usable, load_array
@@ -104,7 +105,6 @@ def trunk_views(paths: Sequence, trunk: Backbone, n_views: int, seed: int, *, ba
             bar.update(len(rows))
     if cache is not None:
         cache.parent.mkdir(parents=True, exist_ok=True)
-        tmp = cache.with_suffix(".tmp.npz")
-        np.savez(tmp, features=features, status=status)
-        tmp.replace(cache)
+        with replaced_file(cache) as tmp:
+            np.savez(tmp, features=features, status=status)
     return TrunkViews(features, status)
