@@ -15,8 +15,20 @@ DATA_DIR ?=
 PROFILE ?= $(if $(DATA_DIR),kaggle,sample)
 RUN ?= $(shell date +%Y%m%d-%H%M%S)
 RUN := $(RUN)
-PIPELINE = $(PY) -m samesame.run.pipeline run --profile $(PROFILE) --run $(RUN) $(if $(DATA_DIR),--data-dir $(DATA_DIR))
-FIT = $(PY) -m samesame.run.pipeline fit --profile $(PROFILE) --run $(RUN) $(if $(DATA_DIR),--data-dir $(DATA_DIR))
+ifeq ($(strip $(RUN)),)
+$(error RUN is empty: name the run (RUN=<name>), or leave RUN out for a timestamp)
+endif
+ifneq ($(words $(RUN)),1)
+$(error RUN="$(RUN)" holds a space: a run lives in runs/<RUN>/; use letters, digits, '-', '_' and '.')
+endif
+# one shell word, whatever it holds (a DATA_DIR with a space or a quote)
+quote = '$(subst ','\'',$(1))'
+ifeq ($(shell name=$(call quote,$(RUN)); [ $${#name} -le 100 ] && echo short),)
+$(error RUN is $(shell printf %s $(call quote,$(RUN)) | wc -c) characters long: choose a name of at most 100 (runs.MAX_RUN_NAME))
+endif
+ARGS = --profile $(call quote,$(PROFILE)) --run $(call quote,$(RUN)) $(if $(DATA_DIR),--data-dir $(call quote,$(DATA_DIR)))
+PIPELINE = $(PY) -m samesame.run.pipeline run $(ARGS)
+FIT = $(PY) -m samesame.run.pipeline fit $(ARGS)
 R := runs/$(RUN)
 BACKBONE := $(R)/models/backbone.json
 FINETUNE := $(R)/models/finetune.json
@@ -59,9 +71,15 @@ phash: $(STAMP) ; $(PIPELINE) --only 02_phash
 backbones: $(STAMP) ; $(PIPELINE) --only 03_backbone_compare
 finetune: $(STAMP) ; $(PIPELINE) --only 04_finetune
 metric: $(STAMP) $(BACKBONE) $(FINETUNE) ; $(PIPELINE) --only 05_metric
-errors: $(STAMP) $(MATCHER) ; $(PIPELINE) --only 06_error_analysis
+errors: $(STAMP) check-06_error_analysis $(MATCHER) ; $(PIPELINE) --only 06_error_analysis
 fit: $(STAMP) $(IMAGE_MODEL) ; $(FIT)
-submission: $(STAMP) $(MATCHER) ; $(PIPELINE) --only 07_submission
+submission: $(STAMP) check-07_submission $(MATCHER) ; $(PIPELINE) --only 07_submission
+
+# every check that needs no work (settings, RUN, the data, the cache, test.csv for 07), before make builds or refits
+# what the notebook reads: a submission on a folder without test.csv stops in seconds, its run's matcher untouched
+CHECKS := check-06_error_analysis check-07_submission
+.PHONY: $(CHECKS)
+$(CHECKS): check-%: $(STAMP) ; $(PIPELINE) --only $* --check
 
 # the artefacts (files), built only when missing or stale
 $(BACKBONE): notebooks/03_backbone_compare.ipynb | $(STAMP) ; $(PIPELINE) --only 03_backbone_compare
@@ -86,10 +104,10 @@ kaggle: $(STAMP) $(if $(wildcard $(MATCHER)),,$(MATCHER))
 	$(PY) -m samesame.run.kaggle --matcher $(R)/models/matcher --out dist/kaggle --owner $(KAGGLE_USER)
 
 kaggle-run: $(STAMP)
-	$(PY) -m samesame.run.rehearsal --run $(RUN) --data-dir $(DATA_DIR) --bundle dist/kaggle
+	$(PY) -m samesame.run.rehearsal --run $(call quote,$(RUN)) --data-dir $(call quote,$(DATA_DIR)) --bundle dist/kaggle
 
 sample: $(STAMP)
-	$(PY) -m samesame.run.pipeline sample --profile $(PROFILE)
+	$(PY) -m samesame.run.pipeline sample --profile $(call quote,$(PROFILE))
 
 # a rehearsal competition, deterministic (seed 0): SCALE=1 is Kaggle's size; a stopped generation resumes
 SCALE ?= 1/8
@@ -112,7 +130,7 @@ bench: $(STAMP)
 # the gpu profile unless PROFILE is given: known answers under its precision, images/s and titles/s per epoch
 gpu-check: $(STAMP)
 	$(PY) scripts/gpu_check.py --profile $(if $(filter command line environment,$(origin PROFILE)),$(PROFILE),gpu) \
-		$(if $(DATA_DIR),--data-dir $(DATA_DIR))
+		$(if $(DATA_DIR),--data-dir $(call quote,$(DATA_DIR)))
 
 data:
 	@bash scripts/kaggle_data.sh data/shopee-product-matching

@@ -16,7 +16,7 @@ from samesame.image.retrieval import Levers, LeverStudy, Whitening, held_out_f1
 from samesame.match.matching import MATCHER_FORMAT
 from samesame.run import artefacts
 from samesame.run.matcher import options_key, saved_matcher_fits
-from samesame.run.runs import Run
+from samesame.run.runs import Run, RunError
 from samesame.run.settings import defaults
 
 
@@ -30,8 +30,10 @@ def test_missing_artefact_names_the_make_target(tmp_path):
     artefacts.save_backbone_choice(run, {"best": "efficientnet_lite0", "efficientnet_lite0": {"train_mean_f1": 0.6}})
     assert artefacts.image_model_spec(run, 64, levers=False) == {"kind": "pretrained", "backbone": "efficientnet_lite0",
                                                                  "input_size": 64}
-    with pytest.raises(FileNotFoundError, match="make metric RUN=r"):
-        artefacts.image_model_spec(run, 64)
+    with pytest.raises(RunError, match=r"embedding.json not found: build it with `make metric RUN=r` \(`make fit "
+                                       r"RUN=r` and `make submission RUN=r` build what they need\)"):
+        artefacts.image_model_spec(run, 64)      # a RunError: the pipeline says it in one line, no traceback
+    assert sorted(p.name for p in (run.path / "models").iterdir()) == ["backbone.json", "finetune.json"]
 
 
 def _choice(levers: Levers, whitening, selection_f1=None, std=0.01) -> EmbeddingChoice:

@@ -4,6 +4,7 @@
 
 import json
 import shutil
+import subprocess
 from dataclasses import asdict
 
 import nbformat
@@ -13,7 +14,9 @@ import pytest
 from samesame.data.sample import generate_sample
 from samesame.data.submission import validate_submission
 from samesame.run import settings
+from samesame.run import pipeline
 from samesame.run.pipeline import notebooks, run_notebooks
+from samesame.run.settings import REPO
 
 
 @pytest.fixture(scope="module")
@@ -96,12 +99,15 @@ def test_submission_is_valid_and_scored(tiny_run):
     assert m["n_rows"] == len(test) and 0 < m["test_mean_f1"] <= 1
 
 
-def test_a_failing_notebook_stops_the_run_and_stays_readable(tmp_path):
-    (tmp_path / "data").mkdir()
-    (tmp_path / "data" / "train.csv").write_text("posting_id,image,image_phash,title,label_group\n")
-    with pytest.raises(SystemExit, match="01_eda.*failed in cell.*no rows"):
-        run_notebooks("tiny", "broken", data_dir=str(tmp_path / "data"), only=["01_eda"], runs_root=tmp_path / "runs")
-    assert (tmp_path / "runs" / "broken" / "01_eda.ipynb").exists()
+def test_a_failing_notebook_stops_the_run_and_stays_readable(tmp_path, tiny_kaggle, monkeypatch):
+    failing = tmp_path / "01_fails.ipynb"
+    nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell('raise ValueError("a cell failed")')])
+    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
+    nbformat.write(nb, failing)
+    monkeypatch.setattr(pipeline, "notebooks", lambda only: [failing])
+    with pytest.raises(SystemExit, match="01_fails.*failed in cell.*a cell failed"):
+        run_notebooks("tiny", "broken", data_dir=str(tiny_kaggle), only=["01"], runs_root=tmp_path / "runs")
+    assert (tmp_path / "runs" / "broken" / "01_fails.ipynb").exists()
 
 
 def test_artefacts_are_files_and_a_second_07_loads_the_saved_matcher(tiny_run):
@@ -149,3 +155,27 @@ def test_one_missing_signal_runs_every_notebook_and_says_what_was_dropped(tmp_pa
     assert set(metrics["06_error_analysis"]["dropped_signals"]) == dropped, variant
     validate_submission(pd.read_csv(run.path / "submission.csv"), pd.read_csv(data_dir / "test.csv"))
     assert metrics["07_submission"]["method"] == metrics["06_error_analysis"]["shipped"]["method"]
+
+
+def _make_n(*args: str) -> subprocess.CompletedProcess:
+    """What make would run (a dry run: nothing runs)."""
+    return subprocess.run(["make", "-n", *args], cwd=REPO, capture_output=True, text=True)
+
+
+def test_make_quotes_its_arguments_and_checks_a_submission_before_building_what_it_reads():
+    lines = _make_n("submission", "RUN=t", "DATA_DIR=/data/my shopee's").stdout.splitlines()
+    data_dir = "--data-dir '/data/my shopee'\\''s'"
+    check = next(i for i, line in enumerate(lines) if line.endswith(f"{data_dir} --only 07_submission --check"))
+    fit = next(i for i, line in enumerate(lines) if "samesame.run.pipeline fit --profile 'kaggle' --run 't'" in line)
+    builds = [i for i, line in enumerate(lines) if "03_backbone_compare" in line]
+    assert check < min(builds) < fit and lines[fit].endswith(data_dir)
+
+
+@pytest.mark.parametrize("run, message", [
+    ("RUN=a b", 'RUN="a b" holds a space: a run lives in runs/<RUN>/'),
+    ("RUN=", "RUN is empty: name the run (RUN=<name>), or leave RUN out for a timestamp"),
+    ("RUN=" + "a" * 300, "RUN is 300 characters long: choose a name of at most 100"),
+], ids=["a space", "empty", "too long"])
+def test_make_refuses_a_run_name_in_one_line(run, message):
+    done = _make_n("all", run)
+    assert done.returncode != 0 and message in done.stderr and len(done.stderr.splitlines()) == 1

@@ -30,10 +30,12 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from samesame.core.files import write_text
 from samesame.image.backbones import Backbone, load_backbone
 from samesame.image.comparison import EmbeddingChoice, ImageSignal, embed_splits
 from samesame.image.finetune import StoredFinetune, backbone_from_embedder, stored_finetune
 from samesame.image.retrieval import Levers, Whitening, held_out_f1, with_flip_tta, with_whitening
+from samesame.run.runs import RunError
 from samesame.run.settings import Settings
 
 BACKBONE_FILE = "backbone.json"
@@ -59,13 +61,17 @@ def save_backbone_choice(run, table_metrics: dict) -> Path:
     """03's artefact: the best pretrained backbone (by train mean F1) and every backbone's row."""
     path = backbone_path(run)
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps({"best": table_metrics["best"], "table": table_metrics}, indent=2, default=str))
-    return path
+    return write_text(path, json.dumps({"best": table_metrics["best"], "table": table_metrics}, indent=2, default=str))
 
 
-def _missing(path, make_target: str, run) -> FileNotFoundError:
-    return FileNotFoundError(f"{path} not found: build it with `make {make_target} RUN={Path(run.path).name}` "
-                             f"(or `make submission RUN=...`, which builds what it needs)")
+class MissingArtefact(RunError, FileNotFoundError):
+    """An artefact file not built yet: one line naming the make target that builds it."""
+
+
+def _missing(path, make_target: str, run) -> MissingArtefact:
+    name = Path(run.path).name
+    return MissingArtefact(f"{path} not found: build it with `make {make_target} RUN={name}` (`make fit RUN={name}` "
+                           f"and `make submission RUN={name}` build what they need)")
 
 
 def _read(path: Path, make_target: str, run) -> dict:
@@ -157,9 +163,7 @@ def save_embedding_choice(run, input_size: int | None, choice: EmbeddingChoice,
         whitening.save(models_dir(run) / WHITENING_FILE)
     path = embedding_path(run)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(json.dumps(record, indent=2, default=str))
-    tmp.replace(path)
+    write_text(path, json.dumps(record, indent=2, default=str))
     return record
 
 
@@ -177,7 +181,7 @@ def image_model_spec(run, input_size: int | None = None, levers: bool = True) ->
         return pretrained_spec(run, input_size)
     choice = _read(embedding_path(run), "metric", run)
     if choice.get("candidates") != _candidates(run, input_size):
-        raise ValueError(f"{embedding_path(run)} chose between other image models than 03/04 now offer: rerun 05 "
+        raise RunError(f"{embedding_path(run)} chose between other image models than 03/04 now offer: rerun 05 "
                          f"(make metric RUN={Path(run.path).name})")
     spec = dict(choice["base"])
     if choice["levers"]["whiten"]:

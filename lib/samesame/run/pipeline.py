@@ -25,9 +25,9 @@ from typing import Iterator
 
 import papermill as pm
 
-from samesame.data.listings import DataError, check_data_dir
+from samesame.data.listings import DataError, Dataset, check_data_dir, load_dataset
 from samesame.run import settings
-from samesame.run.runs import Run, RunError, machine, run_folder, update_leaderboard
+from samesame.run.runs import Run, RunError, check_writable, machine, run_folder, update_leaderboard, writing
 from samesame.run.settings import REPO, ConfigError, Settings
 
 RUNS_ROOT = REPO / "runs"
@@ -36,11 +36,17 @@ PARAMETERS = ("profile", "data_dir", "run_dir")
 """What the pipeline passes to every notebook's ``parameters`` cell (the cell also has ``overrides``)."""
 
 
+NEEDS_TEST_CSV = ("07_submission",)
+"""The notebooks that need the data folder's test.csv (a submission lists every test listing)."""
+
+
 def notebooks(only: list[str] | None = None, notebooks_dir: Path = NOTEBOOKS_DIR) -> list[Path]:
     """The numbered notebooks in order (those named by ``only``, if given, matched by prefix)."""
     found = sorted(notebooks_dir.glob("[0-9][0-9]_*.ipynb"))
-    if not only:
+    if only is None:
         return found
+    if not only or not all(name.strip() for name in only):   # "" is a prefix of every notebook
+        raise SystemExit(f"--only {only}: an empty notebook name; name notebooks or prefixes, e.g. --only 02_phash")
     chosen = [nb for nb in found if any(nb.stem == o or nb.stem.startswith(o) for o in only)]
     if not chosen:
         raise SystemExit(f"no notebook matches {only}; have {[nb.stem for nb in found]}")
@@ -55,6 +61,33 @@ def resolve_data_dir(cfg: Settings, data_dir: str | None) -> Path:
     if not (cfg.data_dir / "train.csv").exists():
         ensure_sample(cfg)
     return cfg.data_dir
+
+
+def check_inputs(cfg: Settings, chosen: list[Path] = ()) -> Dataset:
+    """Every check that needs no fitting, before any notebook or fit runs: the cache folder can be written and holds
+    folders where it keeps them, cfg.data_dir's csv files load (ids, test_solution.csv against test.csv), and
+    test.csv is there when a ``chosen`` notebook needs it. A saved matcher is thus never refitted (and replaced) by a
+    run that would then stop on its inputs. Returns the loaded data."""
+    check_cache_dir(cfg.cache_dir)
+    needing = [nb.stem for nb in chosen if nb.stem in NEEDS_TEST_CSV]
+    if needing and not (cfg.data_dir / "test.csv").is_file():
+        raise DataError(f"{cfg.data_dir / 'test.csv'} not found: {needing[0]} writes a submission of every test "
+                        "listing; put the competition's test.csv there (make data), or run the other notebooks only")
+    return load_dataset(cfg.data_dir)
+
+
+def check_cache_dir(cache_dir: Path | None) -> None:
+    """RunError naming the path and the fix unless ``cache_dir`` is (or can be made) a writable folder whose entries
+    are folders or .npz files: an embedding or title-encoder cache is a folder, so a file in its place (or a
+    cache_dir that is a file) would fail the first embedding, minutes into a run."""
+    if cache_dir is None:
+        return
+    check_writable(cache_dir, "set cache_dir to another folder")
+    if not cache_dir.is_dir():
+        return
+    for entry in cache_dir.iterdir():
+        if not entry.name.startswith(".") and entry.is_file() and entry.suffix != ".npz":
+            raise RunError(f"{entry} is a file where the cache keeps a folder: delete it (or make clean-cache)")
 
 
 def ensure_sample(cfg: Settings) -> None:
@@ -139,28 +172,40 @@ def resources_used(interval: float = 0.5) -> Iterator[dict]:
 
 
 def run_notebooks(profile_name: str, run_name: str | None = None, data_dir: str | None = None,
-                  only: list[str] | None = None, runs_root: Path = RUNS_ROOT) -> Run:
+                  only: list[str] | None = None, runs_root: Path = RUNS_ROOT, check_only: bool = False) -> Run | None:
     """Execute the notebooks into runs/<run_name>/ and record params, metrics and the leaderboard.
 
     params.yaml keeps the wall time, CPU time and peak memory of notebooks run earlier into the same folder
     (``--only``), so a run assembled in parts still records what each notebook took. The settings, the notebooks
-    named, the run folder and DATA_DIR are checked before anything is written.
+    named, the run folder, DATA_DIR and what the notebooks need (:func:`check_inputs`) are checked before anything
+    is written; ``check_only`` stops there. The run is held while its notebooks write it (:func:`writing`).
     """
     os.environ.setdefault("TQDM_MININTERVAL", "5")   # progress bars in the executed notebooks: one line per 5 s
     cfg = settings.load(profile_name)                # every key checked before anything runs
     chosen = notebooks(only)
     path = run_folder(runs_root, run_name or dt.datetime.now().strftime("%Y%m%d-%H%M%S"))
-    data_path = resolve_data_dir(cfg, data_dir)
-    run = Run(path)
-    params = {"profile": profile_arg(profile_name), "data_dir": str(data_path), "run_dir": str(run.path.resolve())}
-    record = {"profile": settings.profile_shown(profile_name),
-              "command": shown_command("run", profile_name, run.name, data_dir, only), "commit": git_commit(),
+    cfg = dataclasses.replace(cfg, data_dir=resolve_data_dir(cfg, data_dir))
+    check_inputs(cfg, chosen)
+    if check_only:
+        print(f"checked: {', '.join(nb.stem for nb in chosen)} can run into {path} on {cfg.data_dir}", flush=True)
+        return None
+    command = shown_command("run", profile_name, path.name, data_dir, only)
+    with writing(path, command) as run:
+        _execute(run, chosen, profile_name, command, cfg, runs_root)
+    print(f"run recorded in {run.path}", flush=True)
+    return run
+
+
+def _execute(run: Run, chosen: list[Path], profile_name: str, command: str, cfg: Settings, runs_root: Path) -> None:
+    """Run ``chosen`` into ``run`` with papermill, recording each notebook's wall time, CPU time and peak memory."""
+    params = {"profile": profile_arg(profile_name), "data_dir": str(cfg.data_dir), "run_dir": str(run.path.resolve())}
+    record = {"profile": settings.profile_shown(profile_name), "command": command, "commit": git_commit(),
               "machine": machine(),
               "started": dt.datetime.now().isoformat(timespec="seconds"),
               "wall_seconds": run.params().get("wall_seconds", {}),
               "cpu_seconds": run.params().get("cpu_seconds", {}), "peak_rss_gb": run.params().get("peak_rss_gb", {}),
-              "data_dir": str(data_path),
-              "settings": dataclasses.replace(cfg, data_dir=data_path).to_dict()}
+              "data_dir": str(cfg.data_dir),
+              "settings": cfg.to_dict()}
     run.write_params(record)
     for nb in chosen:
         out = run.path / nb.name
@@ -179,28 +224,29 @@ def run_notebooks(profile_name: str, run_name: str | None = None, data_dir: str 
             record["peak_rss_gb"][nb.stem] = used["peak_rss_gb"]
             run.write_params(record)
             update_leaderboard(run, runs_root)
-    print(f"run recorded in {run.path}", flush=True)
-    return run
 
 
 def fit_run(profile_name: str, run_name: str, data_dir: str | None = None, runs_root: Path = RUNS_ROOT) -> Path:
-    """``make fit``: fit the matcher on all of train.csv and save it to runs/<RUN>/models/matcher/."""
-    from samesame.data.listings import load_dataset
+    """``make fit``: fit the matcher on all of train.csv and save it to runs/<RUN>/models/matcher/, after every check
+    that needs no fitting (:func:`check_inputs`, the run's image model from 03-05), so a saved matcher is replaced only
+    by a fit that can finish. The run is held while the fit writes it (:func:`writing`)."""
     from samesame.image.embed import configure_accelerator
-    from samesame.run.artefacts import matcher_path
+    from samesame.run.artefacts import image_model_spec, matcher_path
     from samesame.run.matcher import fit_and_save, fit_summary
 
     cfg = settings.load(profile_name)
     path = run_folder(runs_root, run_name)
     cfg = dataclasses.replace(cfg, data_dir=resolve_data_dir(cfg, data_dir))
-    print("device:", configure_accelerator(cfg.precision), flush=True)
-    run = Run(path)
-    ds = load_dataset(cfg.data_dir)
-    with resources_used() as used:
-        matcher = fit_and_save(run, cfg, ds.train, len(ds.test))
+    ds = check_inputs(cfg)
     command = shown_command("fit", profile_name, run_name, data_dir)
-    run.record("fit", {**fit_summary(matcher), "command": command, "commit": git_commit(), "machine": machine(),
-                       **used})
+    with writing(path, command) as run:
+        if cfg.image.in_fusion:
+            image_model_spec(run, cfg.image.image_size)     # 03-05's files, or which make target builds them
+        print("device:", configure_accelerator(cfg.precision), flush=True)
+        with resources_used() as used:
+            matcher = fit_and_save(run, cfg, ds.train, len(ds.test))
+        run.record("fit", {**fit_summary(matcher), "command": command, "commit": git_commit(), "machine": machine(),
+                           **used})
     print(f"matcher {matcher.name} fitted in {matcher.info['fit_seconds']} s -> {matcher_path(run)}", flush=True)
     return matcher_path(run)
 
@@ -212,7 +258,9 @@ def main(argv: list[str] | None = None) -> None:
     run_p.add_argument("--profile", default="sample", help="configs/<name>.yaml, or a path to a .yaml file")
     run_p.add_argument("--run", default=None, help="run name (default: a timestamp)")
     run_p.add_argument("--data-dir", default=None, help="Kaggle-layout folder (default: the profile's sample)")
-    run_p.add_argument("--only", nargs="*", default=None, help="notebook names or prefixes, e.g. 02_phash")
+    run_p.add_argument("--only", nargs="+", default=None, help="notebook names or prefixes, e.g. 02_phash")
+    run_p.add_argument("--check", action="store_true",
+                       help="check the settings, RUN, the data and what the notebooks need, then stop")
     fit_p = sub.add_parser("fit", help="fit the matcher on train.csv -> runs/<RUN>/models/matcher/")
     fit_p.add_argument("--profile", default="sample")
     fit_p.add_argument("--run", required=True)
@@ -222,7 +270,7 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     try:
         if args.command == "run":
-            run_notebooks(args.profile, args.run, args.data_dir, args.only)
+            run_notebooks(args.profile, args.run, args.data_dir, args.only, check_only=args.check)
         elif args.command == "fit":
             fit_run(args.profile, args.run, args.data_dir)
         else:
