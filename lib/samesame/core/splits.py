@@ -61,3 +61,23 @@ def split_by_group(df: pd.DataFrame, test_fraction: float, seed: int) -> tuple[p
     to_test = {g for g in groups if group_hash(int(g), seed) < test_fraction}
     is_test = df["label_group"].isin(to_test)
     return df[~is_test].reset_index(drop=True), df[is_test].reset_index(drop=True)
+
+
+def sample_groups(df: pd.DataFrame, max_listings: int | None, seed: int = 0) -> pd.DataFrame:
+    """Whole label groups of ``df`` holding at most ``max_listings`` listings (all of ``df`` when None or when it
+    is no larger), re-indexed from 0.
+
+    Why: some questions (which backbone, which embedding lever, what each signal buys) are answered as well on a
+    few thousand listings as on 34,000, at a fraction of the time. Groups are taken in the order of a hash of
+    (seed, group), so the same groups are taken whatever else is in the file, and no group is cut.
+    """
+    if max_listings is None or len(df) <= max_listings:
+        return df.reset_index(drop=True)
+    sizes = df["label_group"].value_counts()
+    order = sorted(sizes.index, key=lambda g: group_hash(int(g), seed))
+    taken, total = set(), 0
+    for group in order:
+        if total + sizes[group] <= max_listings:
+            taken.add(group)
+            total += sizes[group]
+    return df[df["label_group"].isin(taken)].reset_index(drop=True)

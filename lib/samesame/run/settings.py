@@ -20,9 +20,10 @@ from fnmatch import fnmatchcase
 from pathlib import Path
 from typing import Any, Callable
 
+import pandas as pd
 import yaml
 
-from samesame.core.splits import Split
+from samesame.core.splits import Split, sample_groups
 from samesame.core.typed import type_problem
 from samesame.image.backbones import available_backbones
 from samesame.image.embed import PRECISIONS
@@ -64,6 +65,19 @@ class StudySettings:
     n_gallery_groups: int           # 01's image grid
     phash_max_threshold: int        # 02's sweep: Hamming distances 0..max
     n_gallery: int                  # 06's galleries per error kind
+    max_listings: int | None        # 03 and 06 (ablation, galleries): whole label groups of at most this
+                                    # many listings per split (null: all); the fit, the matcher and 07 use all
+
+    def sampled(self, splits: dict[str, pd.DataFrame], seed: int) -> dict[str, pd.DataFrame]:
+        """Each split cut to whole label groups of at most ``max_listings`` listings (:func:`sample_groups`)."""
+        return {name: sample_groups(df, self.max_listings, seed) for name, df in splits.items()}
+
+    @staticmethod
+    def sample_record(full: dict[str, pd.DataFrame], sampled: dict[str, pd.DataFrame]) -> dict:
+        """What a notebook records of its sample (None when it used everything): listings used, of how many."""
+        if all(len(sampled[name]) == len(df) for name, df in full.items()):
+            return {"study_sample": None}
+        return {"study_sample": {name: {"listings": len(sampled[name]), "of": len(df)} for name, df in full.items()}}
 
 
 @dataclass(frozen=True)
@@ -152,6 +166,7 @@ LIMITS: list[tuple[str, Callable[[Any], bool], str]] = [
     ("*.char_ngrams", lambda v: len(v) == 2 and 1 <= v[0] <= v[1], "[low, high] with 1 <= low <= high"),
     ("*.max_features", lambda v: v >= 1, "an integer >= 1 (null: every n-gram)"),
     ("*.n_*", lambda v: v >= 1, "an integer >= 1"),
+    ("study.max_listings", lambda v: v >= 2, "an integer >= 2 (listings per split the study questions use), or null"),
     ("*batch_size", lambda v: v >= 1, "an integer >= 1"),
     ("*image_size", lambda v: v >= 1, "an integer >= 1"),
     ("*.views", lambda v: v >= 1, "an integer >= 1"),

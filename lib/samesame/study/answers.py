@@ -25,7 +25,15 @@ def answer(notebook: str, metrics: dict) -> str:
     if not metrics.get(notebook):
         return (f"**Answer:** {notebook} recorded no metrics in this run: execute it first "
                 f"(e.g. `make all`, or its own target with the same `RUN=`).")
-    return ANSWERS[notebook](metrics)
+    sample = metrics[notebook].get("study_sample")
+    return ANSWERS[notebook](metrics) + ("" if not sample else "\n\n" + sample_note(sample))
+
+
+def sample_note(sample: dict) -> str:
+    """The sentence that says a study question was answered on a sample of label groups, and how large."""
+    sizes = " and ".join(f"{s['listings']:,} of {s['of']:,} {split}" for split, s in sample.items())
+    return (f"*Answered on whole label groups: {sizes} listings (`study.max_listings`); the fit, the shipped "
+            "matcher and 07 use all of train.*")
 
 
 def markdown_table(rows: list[dict]) -> str:
