@@ -21,7 +21,7 @@ import pandas as pd
 from samesame.data.listings import SOLUTION_FILE, DataError, check_data_dir
 from samesame.data.submission import score_submission
 from samesame.run.pipeline import RUNS_ROOT, resources_used
-from samesame.run.runs import Run, machine, run_folder
+from samesame.run.runs import RunError, machine, run_folder, writing
 
 OFFLINE = {"PIP_NO_INDEX": "1", "HTTP_PROXY": "http://127.0.0.1:9", "HTTPS_PROXY": "http://127.0.0.1:9",
            "http_proxy": "http://127.0.0.1:9", "https_proxy": "http://127.0.0.1:9"}
@@ -74,12 +74,12 @@ def main(argv: list[str] | None = None) -> dict:
     try:
         path = run_folder(RUNS_ROOT, args.run)          # checked before anything is written
         data_dir = check_data_dir(Path(args.data_dir).resolve())
-        record = run_bundle_notebook(Path(args.bundle).resolve(), data_dir, path / "kaggle_working",
-                                     args.batch_size)
-        run = Run(path)
-    except DataError as err:
+        with writing(path, f"python -m samesame.run.rehearsal --run {args.run}") as run:
+            record = run_bundle_notebook(Path(args.bundle).resolve(), data_dir, path / "kaggle_working",
+                                         args.batch_size)
+            run.record("kaggle_notebook", record)
+    except (DataError, RunError) as err:
         raise SystemExit(f"error: {err}") from None
-    run.record("kaggle_notebook", record)
     print(record, flush=True)
     return record
 

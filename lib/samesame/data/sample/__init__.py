@@ -32,7 +32,7 @@ Modules, each importing only those above it:
 * ``sprite`` -- drawing a product alone; ``render`` -- drawing, saving and hashing a listing's photo;
 * ``write`` -- the Kaggle layout on disk (:func:`generate_sample`); ``cli`` -- :func:`main`.
 
-Imports numpy, pandas, PIL, imagehash and tqdm, and nothing else of samesame.
+Imports numpy, pandas, PIL, imagehash and tqdm, and of samesame only core.files (every file written whole).
 
 Usage: ``generate_sample(out_dir)`` or ``python -m samesame.data.sample OUT_DIR [--groups N] [--seed S]``.
 """

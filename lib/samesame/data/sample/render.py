@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import math
 import os
-import tempfile
 from typing import Sequence
 
 import imagehash
 from PIL import Image, ImageDraw, ImageEnhance
 
+from samesame.core.files import replaced_file
 from samesame.data.sample.colours import _readable_on
 from samesame.data.sample.records import Edit, Look, Shop, Shot, Sticker, Watermark
 from samesame.data.sample.sprite import _fit_font, paint, pattern_field, render_sprite
@@ -162,20 +162,6 @@ def render_listing(sprite: Image.Image, edit: Edit, master_side: int, shots: dic
     return img
 
 
-def save_whole(img: Image.Image, path: str, quality: int) -> None:
-    """Write the JPEG under a unique temporary name beside ``path``, then rename it: a killed generation
-    leaves whole photos or none, so a rerun can keep what exists."""
-    folder, name = os.path.split(path)
-    fd, tmp = tempfile.mkstemp(prefix=f".{name}.", suffix=".tmp", dir=folder or ".")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            img.save(f, "JPEG", quality=quality)
-        os.replace(tmp, path)
-    except BaseException:
-        os.unlink(tmp)
-        raise
-
-
 def render_group(task: tuple[Look, Sequence[tuple[Edit, str]], int]) -> list[str]:
     """Render, save and hash every listing image of one product; returns the phashes in order.
 
@@ -189,7 +175,8 @@ def render_group(task: tuple[Look, Sequence[tuple[Edit, str]], int]) -> list[str
     for edit, path in jobs:
         if path not in written:
             if not os.path.isfile(path):    # a generation stopped midway keeps the photos it wrote (each whole)
-                save_whole(render_listing(sprite, edit, master_side, shots), path, edit.quality)
+                with replaced_file(path) as tmp:
+                    render_listing(sprite, edit, master_side, shots).save(tmp, "JPEG", quality=edit.quality)
             with Image.open(path) as saved:
                 written[path] = str(imagehash.phash(saved))
     return [written[path] for _, path in jobs]

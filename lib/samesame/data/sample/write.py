@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import json
 import multiprocessing
-import os
-import tempfile
 import time
 from dataclasses import asdict
 from pathlib import Path
@@ -13,6 +11,7 @@ from pathlib import Path
 import pandas as pd
 from tqdm.auto import tqdm
 
+from samesame.core.files import write_text
 from samesame.data.sample.catalogue import DEFAULT_EDITS, MASTER_OVERSCAN, EditStrengths
 from samesame.data.sample.plan import group_size_distribution, plan_sample
 from samesame.data.sample.render import render_group
@@ -60,24 +59,21 @@ def _claim(out: Path, arguments: dict) -> None:
                               f"this project generated (it has no {MARKER}); nothing was written: generate into a new "
                               "or empty folder")
     out.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{MARKER}.", suffix=".tmp", dir=out)
-    with os.fdopen(fd, "w") as f:
-        json.dump(arguments, f, indent=2)
-    os.replace(tmp, marker)
+    write_text(marker, json.dumps(arguments, indent=2))
 
 
 def write_split(out: Path, rows: pd.DataFrame, split: str) -> None:
     """``{split}.csv`` in Kaggle's column order, rows sorted by image name as Kaggle's are."""
     columns = ["posting_id", "image", "image_phash", "title"] + (["label_group"] if split == "train" else [])
     rows = rows.sort_values("image", kind="stable")
-    rows[columns].to_csv(out / f"{split}.csv", index=False, lineterminator="\n")
+    tables = {f"{split}.csv": rows[columns]}
     if split == "test":
         ids = rows["posting_id"]
-        pd.DataFrame({"posting_id": ids, "matches": ids}).to_csv(
-            out / "sample_submission.csv", index=False, lineterminator="\n")
         truth = rows.groupby("label_group", sort=False)["posting_id"].agg(" ".join)
-        pd.DataFrame({"posting_id": ids, "matches": rows["label_group"].map(truth)}).to_csv(
-            out / "test_solution.csv", index=False, lineterminator="\n")
+        tables["sample_submission.csv"] = pd.DataFrame({"posting_id": ids, "matches": ids})
+        tables["test_solution.csv"] = pd.DataFrame({"posting_id": ids, "matches": rows["label_group"].map(truth)})
+    for name, table in tables.items():
+        write_text(out / name, table.to_csv(index=False, lineterminator="\n"))
 
 
 def _render_all(tasks: list, n_images: int, workers: int, progress: bool) -> list[list[str]]:
