@@ -402,3 +402,26 @@ def test_image_embeddings_that_are_not_a_pair_are_refused_with_the_fix():
     with pytest.raises(ValueError, match=r"image_embeddings is ndarray of shape \(30,\): pass \(vectors \(n, d\), "
                                          r"ok \(n,\)\) for the n=30 listings.*embed_for_matcher"):
         Matcher(TITLES_AND_PHASH, None, CFG.tfidf).predict(df, image_embeddings=np.zeros(30), progress=False)
+
+
+def test_a_missing_title_is_an_empty_one_with_a_warning_never_the_word_nan():
+    """str(NaN) made every missing title the word "nan", and those listings matched one another."""
+    df, _ = _listings(n_groups=10)
+    df.loc[[0, 4, 8], "title"] = np.nan
+    with pytest.warns(UserWarning, match=r"3 of 30 titles are missing \(NaN or None; the first at row 0\): they are "
+                                         "matched as empty titles"):
+        signals = compute_signals(df, None, CFG.tfidf)
+    assert [signals.titles[i] for i in (0, 4, 8)] == ["", "", ""]
+    assert signals.emb["tfidf"][[0, 4, 8]].nnz == 0
+
+
+def test_image_vectors_of_nan_are_matched_without_the_image_and_said_so():
+    df, rng = _listings(n_groups=10)
+    vectors, ok = rng.normal(size=(30, 8)).astype(np.float32), np.ones(30, bool)
+    vectors[[3, 7]] = np.nan
+    vectors[9] = 0.0
+    with pytest.warns(UserWarning, match=r"3 of 30 listings with an image have NaN, infinite or all-zero image "
+                                         r"vectors \(the first at row 3\): they are matched without the image signal"):
+        signals = compute_signals(df, None, CFG.tfidf, (vectors, ok))
+    assert np.flatnonzero(~signals.usable["image"]).tolist() == [3, 7, 9]
+    assert np.isfinite(signals.emb["image"]).all()

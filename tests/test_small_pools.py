@@ -8,6 +8,10 @@ import pandas as pd
 import pytest
 from test_fusion import _listings
 
+from samesame.core.metrics import score_matches
+from samesame.match.candidates import MAX_SHARED, shared_limit
+from samesame.match.matching import Matcher
+from samesame.match.recipe import Recipe
 from samesame.match.selection import fit_matcher
 from samesame.run.settings import defaults
 
@@ -67,3 +71,42 @@ def test_a_frame_without_the_title_or_phash_column_is_refused_with_the_fix(match
         matcher.predict(UNRELATED.drop(columns="title"), progress=False)
     with pytest.raises(ValueError, match=r"no \['image_phash'\] column"):
         matcher.predict(UNRELATED.drop(columns="image_phash"), progress=False)
+
+
+def _small_pool(n_groups=6, per_group=3, seed=2):
+    df, _ = _listings(seed=seed, n_groups=n_groups, per_group=per_group)
+    return df.drop(columns="label_group"), df["label_group"].to_numpy()
+
+
+def test_shared_limit_is_relative_in_small_pools_and_as_before_in_large_ones():
+    assert shared_limit(19, 3) == 9 and shared_limit(19, 12) == 12   # half the pool, never below train's largest
+    assert shared_limit(2, 3) == 3                                   # a pool of one product's two listings matches
+    assert shared_limit(400, 3) == shared_limit(70_000, 51) == MAX_SHARED
+    assert shared_limit(19, None) == MAX_SHARED                      # train unknown: the absolute guard alone
+
+
+@pytest.mark.parametrize("column, value, what", [
+    ("title", "Produk Baru", r"title \(or its TF-IDF vector\)"),
+    ("image_phash", "94974f937d4c2433", "image_phash"),
+])
+def test_a_value_shared_by_a_whole_small_pool_links_none_of_it(column, value, what):
+    """19 identical titles (or one phash) across the tiny test's 19 listings matched them all (F1 0.921 -> 0.319):
+    under the absolute 150-listing guard, so only a guard relative to the pool and to train's largest group sees it."""
+    pool, _ = _small_pool()
+    pool[column] = value
+    matcher = Matcher(Recipe({"tfidf": 1.0}, 0.5, union={"phash": 0.9}), None, CFG.tfidf, info={"largest_group": 3})
+    with pytest.warns(UserWarning, match=f"{what} shared by more listings than any product has \\(over 9: train's "
+                                         "largest product has 3 listings, and the value holds more than 50% of this "
+                                         f"pool of 18\\): '{value}' \\(18 listings\\); .*links none of them"):
+        matches = matcher.predict(pool, progress=False)
+    assert max(len(m) for m in matches) <= 3       # each listing with its own group at most, never the whole pool
+
+
+def test_zero_width_titles_match_as_the_plain_titles_do():
+    """A zero-width space between every letter merged every listing of the tiny test."""
+    pool, labels = _small_pool()
+    hidden = pool.assign(title=pool["title"].map("\u200b".join))
+    matcher = Matcher(Recipe({"tfidf": 1.0}, 0.5), None, CFG.tfidf, info={"largest_group": 3})
+    plain = matcher.predict(pool, progress=False)
+    assert [m.tolist() for m in matcher.predict(hidden, progress=False)] == [m.tolist() for m in plain]
+    assert max(len(m) for m in plain) <= 3 and score_matches(plain, labels).mean_precision > 0.9

@@ -3,7 +3,7 @@
 :func:`compute_signals` builds each signal of a pool (TF-IDF fitted on the pool itself, the
 learned title embedding, phash codes, optional image vectors); :func:`candidate_pairs` takes the
 union of each searched signal's k nearest neighbours and scores every pair with every signal. A row whose value
-of a signal is unusable (no image, no phash, a phash or title shared by a crowd: :data:`MAX_SHARED`) gets no
+of a signal is unusable (no image, no phash, a phash or title shared by a crowd: :func:`shared_limit`) gets no
 neighbours from it and a NaN similarity, so the fusion decides on its other signals.
 Similarities are "larger = closer": cosine for embeddings, ``1 - bits/32`` for phash.
 :func:`blend_signals` is neighbourhood blending (a recipe's optional first pass).
@@ -34,6 +34,18 @@ MAX_SHARED = 3 * MAX_MATCHES
 label groups hold 2 to 51 listings (a submission names at most 50), so it is a placeholder or a collision, and
 matching on it would join every listing that carries it (a placeholder phash took the sample's F1 from 0.80 to
 0.45). A fact of the data, like the metric's 50-match cap it follows, so not a setting."""
+POOL_SHARE = 0.5
+"""In a small pool, a value held by more than this share of it and by more listings than train's largest label group
+is no product either: 19 identical titles, or one phash, across the tiny test's 19 listings joined them all."""
+
+
+def shared_limit(n: int, largest_group: int | None) -> int:
+    """The most listings of a pool of ``n`` that may share a value of a signal and still be linked by it:
+    :data:`MAX_SHARED`, or in a small pool, when train's largest label group is known, the larger of that group
+    and :data:`POOL_SHARE` of the pool (a pool of one product's listings still matches)."""
+    if largest_group is None:
+        return MAX_SHARED
+    return min(MAX_SHARED, max(largest_group, int(POOL_SHARE * n)))
 
 
 @dataclass
@@ -55,38 +67,65 @@ class Signals:
 
 
 def compute_signals(df: pd.DataFrame, encoder: TitleEncoder | None, tfidf_config: TfidfConfig,
-                    image_embeddings=None) -> Signals:
+                    image_embeddings=None, largest_group: int | None = None) -> Signals:
     """TF-IDF (fit on this pool), learned title embedding, phash codes, optional image vectors.
 
     ``image_embeddings`` is ``None`` or ``(vectors float32 (n, d), ok bool (n,))``;
     rows with ``ok`` False get no image neighbours and are matched by the other signals. So are rows without a
-    phash, and rows whose phash or title (TF-IDF vector) more than :data:`MAX_SHARED` rows share, with a warning.
+    phash or a usable image vector, and rows whose phash or title (TF-IDF vector) more than :func:`shared_limit`
+    rows share (``largest_group``: train's largest label group, None where unknown), each with a warning.
+    A missing title (NaN, None: a frame not read by read_listings) is an empty one, with a warning.
     """
-    n = len(df)
-    titles = normalize_titles(df["title"].tolist())
+    n, limit = len(df), shared_limit(len(df), largest_group)
+    raw = _pool_titles(df["title"])
+    titles = normalize_titles(raw)
     emb: dict[str, object] = {}
     usable: dict[str, np.ndarray] = {}
     if any(titles):         # image-only data (every title empty) has no title signal, not an error
-        emb["tfidf"] = tfidf_embeddings(df["title"].tolist(), tfidf_config)
+        emb["tfidf"] = tfidf_embeddings(raw, tfidf_config)
         if encoder is not None:
-            emb["title"] = encoder.embed(df["title"].tolist())
+            emb["title"] = encoder.embed(raw)
         usable["tfidf"] = usable["title"] = ok = _uncrowded(_row_keys(emb["tfidf"]), "title (or its TF-IDF vector)",
-                                                           df["title"].tolist())
+                                                           raw, limit, largest_group)
         if not ok.all():    # zero rows: a crowd's title never flows into its neighbours' blend either
             emb = {name: sp.csr_matrix(sp.diags(ok.astype(np.float32)) @ x) if sp.issparse(x) else x * ok[:, None]
                    for name, x in emb.items()}
     if image_embeddings is not None:
-        vectors, ok = image_pair(image_embeddings, n)
-        usable["image"] = ok & np.isfinite(vectors).all(1) & (np.abs(vectors).sum(1) > 0)
-        emb["image"] = np.where(usable["image"][:, None], l2_normalize(vectors), 0.0).astype(np.float32)
+        usable["image"], emb["image"] = _image_signal(*image_pair(image_embeddings, n))
     phash, present = phash_column(df["image_phash"].tolist())
     if not present.all():
         warnings.warn(f"{int((~present).sum()):,} of {n:,} listings have no image_phash: they are matched without "
                       "it (read test.csv with samesame.data.listings.read_listings to have it checked)", stacklevel=2)
     hexes = [code.tobytes().hex() for code in phash]
     usable["phash"] = present & _uncrowded(pd.Series([h if p else None for h, p in zip(hexes, present)], dtype=object),
-                                          "image_phash", hexes)
+                                          "image_phash", hexes, limit, largest_group)
     return Signals(emb, phash, usable, [quantities(t) for t in titles], titles)
+
+
+def _pool_titles(titles: pd.Series) -> list:
+    """The titles, a missing one (NaN, None) made empty with a warning naming how many and the first row: str()
+    would make it the word "nan", and every such listing would match the others."""
+    missing = titles.isna().to_numpy()
+    if missing.any():
+        warnings.warn(f"{int(missing.sum()):,} of {len(titles):,} titles are missing (NaN or None; the first at row "
+                      f"{int(np.argmax(missing))}): they are matched as empty titles, by their other signals; read "
+                      "the csv with samesame.data.listings.read_listings, which keeps an empty title empty",
+                      stacklevel=3)
+    return ["" if gone else title for title, gone in zip(titles.tolist(), missing)]
+
+
+def _image_signal(vectors: np.ndarray, ok: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Which rows' image vectors are usable, and the unit vectors (zero elsewhere). A row said to have an image
+    whose vector is NaN, infinite or all zero is matched without it, with a warning naming how many."""
+    sound = np.isfinite(vectors).all(1) & (np.abs(vectors).sum(1) > 0)
+    broken = ok & ~sound
+    if broken.any():
+        warnings.warn(f"{int(broken.sum()):,} of {int(ok.sum()):,} listings with an image have NaN, infinite or "
+                      f"all-zero image vectors (the first at row {int(np.argmax(broken))}): they are matched "
+                      "without the image signal; embed them again (samesame.run.matcher.embed_for_matcher), with "
+                      "the embedding cache cleared if it holds them", stacklevel=3)
+    usable = ok & sound
+    return usable, l2_normalize(np.where(usable[:, None], vectors, 0.0))
 
 
 def image_pair(image_embeddings, n: int) -> tuple[np.ndarray, np.ndarray]:
@@ -102,15 +141,17 @@ def image_pair(image_embeddings, n: int) -> tuple[np.ndarray, np.ndarray]:
     return vectors, ok
 
 
-def _uncrowded(keys: pd.Series, what: str, shown: Sequence[str]) -> np.ndarray:
-    """False for the rows whose key (None: no value) more than :data:`MAX_SHARED` rows share; a warning names each
-    such value (``shown`` of its first row) and how many rows carry it."""
+def _uncrowded(keys: pd.Series, what: str, shown: Sequence[str], limit: int, largest_group: int | None) -> np.ndarray:
+    """False for the rows whose key (None: no value) more than ``limit`` rows share (:func:`shared_limit`); a
+    warning names each such value (``shown`` of its first row) and how many rows carry it."""
     counts = keys.map(keys.value_counts()).fillna(0).to_numpy()
-    crowded = counts > MAX_SHARED
+    crowded = counts > limit
     if crowded.any():
         first = keys[crowded].drop_duplicates().index
         values = ", ".join(f"{str(shown[i])[:60]!r} ({int(counts[i]):,} listings)" for i in first[:3])
-        warnings.warn(f"{what} shared by more listings than any product has (over {MAX_SHARED}): {values}"
+        why = (f"over {MAX_SHARED}" if limit == MAX_SHARED else f"over {limit}: train's largest product has "
+               f"{largest_group} listings, and the value holds more than {POOL_SHARE:.0%} of this pool of {len(keys)}")
+        warnings.warn(f"{what} shared by more listings than any product has ({why}): {values}"
                       f"{' ...' if len(first) > 3 else ''}; a placeholder or a collision, so it links none of them "
                       "(they are matched by their other signals)", stacklevel=3)
     return ~crowded
@@ -127,7 +168,7 @@ def dropped_signals(df: pd.DataFrame, image_embeddings=None) -> dict[str, str]:
     """The signals these listings cannot give, each with the reason: fusion runs on the rest (a photo-only set
     has no title signals, a csv without images no image signal), and 06 / metrics.json say what was dropped."""
     n, dropped = len(df), {}
-    if not any(normalize_titles(df["title"].tolist())):
+    if not any(normalize_titles(df["title"].tolist())):     # a missing title normalises to an empty one
         dropped["tfidf"] = dropped["title"] = f"every one of the {n:,} titles is empty"
     usable = 0 if image_embeddings is None else int(np.asarray(image_embeddings[1], dtype=bool).sum())
     if image_embeddings is None:

@@ -110,7 +110,8 @@ def classified_pairs(score: np.ndarray, floor: float | None) -> np.ndarray:
 
 # ---------------------------------------------------------------- the matcher
 
-MATCHER_FORMAT = 2      # 2: the pair classifier keeps its fold models (models.joblib)
+MATCHER_FORMAT = 3      # 2: the pair classifier keeps its fold models (models.joblib); 3: the title encoder's
+# manifest of its files' SHA-256s, and train's largest label group in info
 
 
 @dataclass
@@ -123,7 +124,8 @@ class Matcher:
     tfidf_config: TfidfConfig
     k: int = MAX_MATCHES
     pair_classifier: PairClassifier | None = None
-    info: dict = field(default_factory=dict)       # free JSON-ready facts (train.csv hash, image model, timings)
+    info: dict = field(default_factory=dict)       # free JSON-ready facts (train.csv hash, image model, timings,
+    # largest_group: train's largest label group, which bounds how many listings of a small pool one value may link)
 
     def __post_init__(self):
         self.recipe = Recipe.from_dict(self.recipe)
@@ -141,7 +143,9 @@ class Matcher:
         """Match sets (row positions, self first, at most 50) for every row of ``df``.
 
         Any pool size works: 0 listings give no sets, 1 listing matches only itself, and a pool where
-        no candidate pair reaches the pair classifier's floor leaves every listing with itself."""
+        no candidate pair reaches the pair classifier's floor leaves every listing with itself. A missing title
+        (NaN, None) is matched as an empty one and a NaN image vector as no image, each with a warning
+        (:func:`samesame.match.candidates.compute_signals`): one listing's gap does not stop a submission."""
         self._check_pool(df, image_embeddings)
         if len(df) < 2:
             return [np.arange(len(df))[i:i + 1] for i in range(len(df))]
@@ -153,7 +157,8 @@ class Matcher:
         if image_embeddings is not None and not self.uses_images():
             image_pair(image_embeddings, len(df))        # still refused when malformed, with the fix
             image_embeddings = None
-        return compute_signals(df, self.encoder if self.uses_title() else None, self.tfidf_config, image_embeddings)
+        return compute_signals(df, self.encoder if self.uses_title() else None, self.tfidf_config, image_embeddings,
+                               self.info.get("largest_group"))
 
     def match_signals(self, signals: Signals, progress: bool = False) -> list[np.ndarray]:
         """:meth:`predict` on signals already computed: the recipe selection scores several matchers on one
