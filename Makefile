@@ -39,6 +39,7 @@ MATCHER := $(R)/models/matcher/matcher.json
 .PHONY: all test test-all venv sample eda phash backbones finetune metric errors fit submission kaggle results bench gpu-check data lab strip clean-cache rehearsal kaggle-run help
 help:
 	@echo "make all [DATA_DIR=<kaggle folder>] [RUN=<name>] [PROFILE=sample|kaggle|gpu]  run notebooks 01..07 into runs/RUN/"
+	@echo "                 (again with the same RUN: keeps the notebooks that finished, runs the rest)"
 	@echo "make test        unit tests + one end-to-end run (minutes)"; echo "make test-all    make test, then the slow checks (what CI runs)";  echo "make sample      generate the embedded sample (data/sample)"
 	@echo "make eda|phash|backbones|finetune|metric|errors|submission  one notebook (same RUN to reuse a run)"
 	@echo "make results RUNS=\"<run> ...\"  RESULTS.md + docs/figures/ from those runs' metrics.json and params.yaml"
@@ -51,6 +52,8 @@ help:
 	@echo "make bench       embedding + kNN benchmark -> runs/bench/bench.json"
 	@echo "make gpu-check [PROFILE=gpu] [DATA_DIR=...]  before a long GPU job: known answers + images/s, titles/s"
 	@echo "make data        download the competition with the Kaggle CLI";  echo "make lab         JupyterLab on the repo"
+	@echo "make venv        (re)build .venv from requirements.txt (every target does it when needed)"
+	@echo "make strip       clear the outputs of notebooks/*.ipynb";  echo "make clean-cache delete .cache (embeddings, title encoders)"
 
 $(STAMP): requirements.txt pyproject.toml
 	@$(PYTHON) -c 'import sys; assert sys.version_info >= (3, 11), "Python >= 3.11 needed (the pinned numpy, pandas and keras), found " + sys.version' 

@@ -110,6 +110,33 @@ def test_a_failing_notebook_stops_the_run_and_stays_readable(tmp_path, tiny_kagg
     assert (tmp_path / "runs" / "broken" / "01_fails.ipynb").exists()
 
 
+def test_a_stopped_make_all_keeps_its_finished_notebooks_and_a_named_one_reruns(tmp_path, tiny_kaggle, monkeypatch):
+    log = tmp_path / "executed.txt"
+    stubs = []
+    for name in ("01_first", "02_second"):
+        nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(
+            f"open({str(log)!r}, 'a').write('{name} ')\nif __import__('os').path.exists({str(tmp_path / 'stop')!r}) "
+            f"and '{name}' == '02_second':\n    raise KeyboardInterrupt('stopped')")])
+        nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
+        nbformat.write(nb, tmp_path / f"{name}.ipynb")
+        stubs.append(tmp_path / f"{name}.ipynb")
+    monkeypatch.setattr(pipeline, "notebooks", lambda only: stubs if not only else stubs[:1])
+    (tmp_path / "stop").touch()
+    with pytest.raises(SystemExit, match="02_second.*failed"):
+        run_notebooks("tiny", "r", data_dir=str(tiny_kaggle), runs_root=tmp_path / "runs")
+    (tmp_path / "stop").unlink()
+    run_notebooks("tiny", "r", data_dir=str(tiny_kaggle), runs_root=tmp_path / "runs")         # make all again
+    assert log.read_text() == "01_first 02_second 02_second "                                 # 01 kept
+    run_notebooks("tiny", "r", data_dir=str(tiny_kaggle), only=["01"], runs_root=tmp_path / "runs")   # make eda
+    run_notebooks("tiny", "r", data_dir=str(tiny_kaggle), runs_root=tmp_path / "runs")
+    assert log.read_text() == "01_first 02_second 02_second 01_first "      # same inputs: both finished, kept
+    edited = nbformat.read(stubs[0], as_version=4)
+    edited.cells.append(nbformat.v4.new_markdown_cell("edited"))
+    nbformat.write(edited, stubs[0])
+    run_notebooks("tiny", "r", data_dir=str(tiny_kaggle), runs_root=tmp_path / "runs")
+    assert log.read_text().endswith("01_first 01_first 02_second ")    # 01 edited: it and every later one run
+
+
 def test_artefacts_are_files_and_a_second_07_loads_the_saved_matcher(tiny_run):
     run, data_dir = tiny_run
     models = run.path / "models"

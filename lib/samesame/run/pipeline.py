@@ -14,6 +14,8 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import datetime as dt
+import hashlib
+import json
 import os
 import subprocess
 import sys
@@ -63,13 +65,13 @@ def resolve_data_dir(cfg: Settings, data_dir: str | None) -> Path:
     return cfg.data_dir
 
 
-def check_inputs(cfg: Settings, chosen: list[Path] = ()) -> Dataset:
+def check_inputs(cfg: Settings, chosen: list[Path | str] = ()) -> Dataset:
     """Every check that needs no fitting, before any notebook or fit runs: the cache folder can be written and holds
     folders where it keeps them, cfg.data_dir's csv files load (ids, test_solution.csv against test.csv), and
-    test.csv is there when a ``chosen`` notebook needs it. A saved matcher is thus never refitted (and replaced) by a
+    test.csv is there when a ``chosen`` notebook (a path or a name) needs it. A saved matcher is thus never refitted (and replaced) by a
     run that would then stop on its inputs. Returns the loaded data."""
     check_cache_dir(cfg.cache_dir)
-    needing = [nb.stem for nb in chosen if nb.stem in NEEDS_TEST_CSV]
+    needing = [Path(nb).stem for nb in chosen if Path(nb).stem in NEEDS_TEST_CSV]
     if needing and not (cfg.data_dir / "test.csv").is_file():
         raise DataError(f"{cfg.data_dir / 'test.csv'} not found: {needing[0]} writes a submission of every test "
                         "listing; put the competition's test.csv there (make data), or run the other notebooks only")
@@ -191,30 +193,51 @@ def run_notebooks(profile_name: str, run_name: str | None = None, data_dir: str 
         return None
     command = shown_command("run", profile_name, path.name, data_dir, only)
     with writing(path, command) as run:
-        _execute(run, chosen, profile_name, command, cfg, runs_root)
+        _execute(run, chosen, profile_name, command, cfg, runs_root, resume=only is None)
     print(f"run recorded in {run.path}", flush=True)
     return run
 
 
-def _execute(run: Run, chosen: list[Path], profile_name: str, command: str, cfg: Settings, runs_root: Path) -> None:
-    """Run ``chosen`` into ``run`` with papermill, recording each notebook's wall time, CPU time and peak memory."""
+def fingerprint(nb: Path, cfg: Settings, commit: str) -> str:
+    """What a notebook's executed copy depends on: its source, every setting (the data folder too) and the commit."""
+    digest = hashlib.sha256(nb.read_bytes())
+    digest.update(json.dumps(cfg.to_dict(), sort_keys=True, default=str).encode())
+    digest.update(commit.encode())
+    return digest.hexdigest()[:16]
+
+
+def _execute(run: Run, chosen: list[Path], profile_name: str, command: str, cfg: Settings, runs_root: Path,
+             resume: bool = False) -> None:
+    """Run ``chosen`` into ``run`` with papermill, recording each notebook's wall time, CPU time and peak memory.
+
+    ``resume`` (``make all``): the leading notebooks that finished earlier in this run with the same source, settings
+    and commit are kept, so a long run that was stopped goes on where it stopped (their caches are kept anyway);
+    from the first one that runs, every later one runs too, since it reads what the earlier ones wrote."""
     params = {"profile": profile_arg(profile_name), "data_dir": str(cfg.data_dir), "run_dir": str(run.path.resolve())}
     record = {"profile": settings.profile_shown(profile_name), "command": command, "commit": git_commit(),
               "machine": machine(),
               "started": dt.datetime.now().isoformat(timespec="seconds"),
               "wall_seconds": run.params().get("wall_seconds", {}),
               "cpu_seconds": run.params().get("cpu_seconds", {}), "peak_rss_gb": run.params().get("peak_rss_gb", {}),
+              "finished": run.params().get("finished", {}),
               "data_dir": str(cfg.data_dir),
               "settings": cfg.to_dict()}
     run.write_params(record)
     for nb in chosen:
-        out = run.path / nb.name
+        out, mark = run.path / nb.name, fingerprint(nb, cfg, record["commit"])
+        if resume and record["finished"].get(nb.stem) == mark and out.is_file():
+            print(f"[{nb.stem}] finished earlier in this run with the same notebook, settings and commit: kept "
+                  "(its own make target reruns it)", flush=True)
+            continue
+        resume = False
+        record["finished"].pop(nb.stem, None)
         print(f"[{nb.stem}] -> {out}", flush=True)
         started = time.perf_counter()
         try:
             with resources_used() as used:
                 pm.execute_notebook(str(nb), str(out), parameters=params, cwd=str(nb.parent),
                                     kernel_name="python3", progress_bar=False, log_output=False)
+            record["finished"][nb.stem] = mark
         except pm.PapermillExecutionError as err:
             raise SystemExit(f"[{nb.stem}] failed in cell {err.exec_count}: {err.ename}: {err.evalue}\n"
                              f"read the failing cell in {out}") from None
