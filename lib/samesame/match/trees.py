@@ -150,8 +150,8 @@ NODE_ARRAYS = ("feature", "threshold", "missing_left", "left", "right", "value",
 def _layout_problem(arrays: dict[str, np.ndarray]) -> str | None:
     """What makes these arrays other than BoostedTrees' fields (names, dtypes, 1-d lengths), or None."""
     if set(arrays) != set(DTYPES):
-        return (f"missing arrays {sorted(set(DTYPES) - set(arrays))}, unknown arrays {sorted(set(arrays) - set(DTYPES))}"
-                f" (expected {sorted(DTYPES)})")
+        missing, unknown = sorted(set(DTYPES) - set(arrays)), sorted(set(arrays) - set(DTYPES))
+        return f"missing arrays {missing}, unknown arrays {unknown} (expected {sorted(DTYPES)})"
     for key, dtype in DTYPES.items():
         if arrays[key].dtype != np.dtype(dtype) or arrays[key].ndim != 1:
             return f"array {key!r} is {arrays[key].dtype} of shape {arrays[key].shape}, expected 1-d {np.dtype(dtype)}"
@@ -176,7 +176,8 @@ def _tree_problem(trees: BoostedTrees, n_features: int) -> str | None:
         bad = split & ((child <= node) | (child >= tree_end))
         if bad.any():
             i = int(np.flatnonzero(bad)[0])
-            return f"node {i}'s {name} child {child[i]} is not after it inside its tree (nodes {i + 1} to {tree_end[i] - 1})"
+            return (f"node {i}'s {name} child {child[i]} is not after it inside its tree "
+                    f"(nodes {i + 1} to {tree_end[i] - 1})")
     bad = split & ((trees.feature < 0) | (trees.feature >= n_features))
     if bad.any():
         i = int(np.flatnonzero(bad)[0])
