@@ -21,7 +21,7 @@ import pandas as pd
 from samesame.image.backbones import Backbone, load_backbone
 from samesame.image.comparison import ImageSignal
 from samesame.image.embed import Embeddings
-from samesame.image.finetune.models import split_backbone
+from samesame.image.finetune.models import build_models, split_backbone
 from samesame.image.finetune.train import holdout_groups
 
 SUMMARY_FILE = "finetune.json"
@@ -125,8 +125,8 @@ class StoredFinetune:
         name, folder = row["model"], _row_dir(self.path.parent, row["model"])
         signal = ImageSignal(name, row["weights"])
         for split in ("train", "test"):
-            signal.embeddings[split] = Embeddings(vectors=np.load(folder / f"{split}.npy"),
-                                                  status=np.load(folder / f"{split}_status.npy"))
+            signal.embeddings[split] = Embeddings(vectors=np.load(folder / f"{split}.npy", allow_pickle=False),
+                                                  status=np.load(folder / f"{split}_status.npy", allow_pickle=False))
         return name, signal
 
     def spec(self, name: str | None = None) -> dict:
@@ -154,11 +154,17 @@ def stored_finetune(models_dir: str | Path) -> StoredFinetune:
 
 def backbone_from_embedder(embedder_file: str | Path, spec: dict) -> Backbone:
     """Pretrained trunk of ``spec["backbone"]`` cut at ``spec["cut_layer"]`` + the trained tail in ``embedder_file``
-    (a row's own, or the copy a saved matcher carries)."""
+    (a row's own, or the copy a saved matcher carries).
+
+    The tail is rebuilt by the code that trained it and only its weights are read from the file: the file's model
+    config is never deserialised, so an embedder file shared in a matcher runs no code of its own, whatever safe
+    mode the installed Keras has (``.keras`` loading had safe-mode bypasses up to Keras 3.13)."""
     embedder_file = Path(embedder_file)
     base = load_backbone(spec["backbone"], input_size=spec["image_size"])
-    trunk, _ = split_backbone(base.model, spec["cut_layer"])
-    embedder = keras.saving.load_model(embedder_file)
+    trunk, tail = split_backbone(base.model, spec["cut_layer"])
+    # the embedder of either head (the head is not part of it) with the pretrained weights, then the trained ones
+    _, embedder, _ = build_models(tail, [], "softmax", 1, arcface_scale=1.0, arcface_margin=0.0)
+    embedder.load_weights(embedder_file)
     model = keras.Model(trunk.input, embedder(trunk.output), name=spec["model"])
     # the file's hash in the weights string keeps embedding caches of different trainings apart
     digest = hashlib.sha1(embedder_file.read_bytes()).hexdigest()[:12]
