@@ -36,6 +36,7 @@ def test_the_matcher_ships_the_configuration_with_the_best_held_out_mean():
     assert [c for c in table.columns if c.startswith("fold_")] == ["fold_0", "fold_1", "fold_2", "fold_3"]
     rules = table.loc[names, "mean_f1"]
     assert _steps_of(matcher) == selection.chosen
+    assert matcher.info["largest_group"] == df["label_group"].value_counts().max()   # the shared-value bound
     chosen_rule = replace(selection.chosen, pair_classifier=False).name
     assert rules[chosen_rule] >= rules.max() - 1e-4           # the rule's steps: best held-out mean
     assert table["mean_f1"].between(0, 1).all() and (table["std_f1"] >= 0).all()

@@ -132,6 +132,7 @@ def fit_matcher(train_df: pd.DataFrame, options: MatcherOptions, *, image_embedd
     matcher = _tuned_matcher(final, selection.chosen, fusion.rule, tfidf_config, progress)
     selection.pools["final_tuned_in"] = len(pool.listings)
     matcher.info["selection"] = selection.to_dict()
+    matcher.info["largest_group"] = int(train_df["label_group"].value_counts().max())   # bounds a shared value
     matcher.info["tuning_groups"] = {"tuned and scored on": int(train_df.loc[unseen, "label_group"].nunique()),
                                      "left out (the image model trained on them)":
                                          int(train_df.loc[~unseen, "label_group"].nunique())}

@@ -80,7 +80,7 @@ def fit_and_save(run, cfg: Settings, train: pd.DataFrame, test_rows: int, folder
     matcher = fit_matcher(train, options, image_embeddings=images, image_seen_groups=image_trained_groups(run, spec),
                           cache_dir=cfg.cache_dir, progress=cfg.progress)
     matcher.info.update(train_sha256=file_sha256(cfg.data_dir / "train.csv"), n_train=len(train),
-                        largest_group=int(train["label_group"].value_counts().max()), image_model=spec,
+                        image_model=spec,
                         image_dim=None if images is None else int(images[0].shape[1]), fit_options=options_key(options),
                         fit_seconds=round(time.perf_counter() - started, 2))
     # the image model's own files travel with the matcher (make kaggle copies the folder)
