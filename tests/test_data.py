@@ -174,11 +174,16 @@ def test_a_posting_id_with_a_space_is_refused_at_its_line(tmp_path):
         read_listings(write_listings(tmp_path, rows), labelled=True)
 
 
-def test_a_semicolon_separated_csv_is_told_to_use_commas(tmp_path):
+@pytest.mark.parametrize("text, message", [
+    ("posting_id;image;image_phash;title\ntest_1;a.jpg;94974f937d4c2433;kopi, bubuk\n",
+     "the header is separated by ';', not commas: save the file as a comma-separated csv"),
+    ("posting_id,image,image_phash,title,title\ntest_1,a.jpg,94974f937d4c2433,kopi\n",      # not "short rows"
+     "the header \\(line 1\\) names column\\(s\\) \\['title'\\] more than once: keep one column of each name"),
+], ids=["semicolons", "a column named twice"])
+def test_a_bad_header_is_named_with_its_fix(tmp_path, text, message):
     path = tmp_path / "test.csv"
-    path.write_text("posting_id;image;image_phash;title\ntest_1;a.jpg;94974f937d4c2433;kopi, bubuk\n")
-    with pytest.raises(DataError, match=f"{path}: the header is separated by ';', not commas: save the file as a "
-                                        "comma-separated csv"):
+    path.write_text(text)
+    with pytest.raises(DataError, match=f"{path}: {message}"):
         read_listings(path, labelled=False)
 
 
@@ -257,12 +262,6 @@ def test_a_huge_title_is_named_with_its_line_and_length_not_blamed_on_the_downlo
         read_listings(write_listings(tmp_path, rows), labelled=True)
 
 
-def test_a_column_named_twice_is_said_so_not_short_rows(tmp_path):
-    path = tmp_path / "test.csv"
-    path.write_text("posting_id,image,image_phash,title,title\ntest_1,a.jpg,94974f937d4c2433,kopi\n")
-    with pytest.raises(DataError, match=f"{path}: the header \\(line 1\\) names column\\(s\\) \\['title'\\] more "
-                                        "than once: keep one column of each name"):
-        read_listings(path, labelled=False)
 
 
 def test_a_folder_in_place_of_test_csv_is_said_to_be_a_folder(tiny_kaggle):
