@@ -39,7 +39,7 @@ def test_the_lock_pins_every_runtime_dependency():
     pinned = {line.split("==")[0].strip().lower() for line in (REPO / "requirements.txt").read_text().splitlines()
               if "==" in line and not line.lstrip().startswith("#")}
     aliases = {"tensorflow": "tensorflow-cpu"}       # the lock pins the CPU build of the same API
-    unpinned = {d for d in _declared() if aliases.get(d, d) not in pinned and d != "joblib"}   # joblib: via sklearn
+    unpinned = {d for d in _declared() if aliases.get(d, d) not in pinned}
     assert not unpinned, f"requirements.txt lacks pins for {sorted(unpinned)}"
 
 

@@ -110,14 +110,14 @@ def classified_pairs(score: np.ndarray, floor: float | None) -> np.ndarray:
 
 # ---------------------------------------------------------------- the matcher
 
-MATCHER_FORMAT = 3      # 2: the pair classifier keeps its fold models (models.joblib); 3: the title encoder's
+MATCHER_FORMAT = 3      # 3: the pair classifier's trees as arrays (models.npz, no pickle), the title encoder's
 # manifest of its files' SHA-256s, and train's largest label group in info
 
 
 @dataclass
 class Matcher:
     """A tuned recipe plus what it was fitted with (title encoder, pair classifier); :meth:`predict` matches
-    any pool of listings, :meth:`save` / :meth:`load` keep it in a folder (JSON, Keras, joblib)."""
+    any pool of listings, :meth:`save` / :meth:`load` keep it in a folder (JSON, .npz without pickles, Keras weights)."""
 
     recipe: Recipe
     encoder: TitleEncoder | None

@@ -24,7 +24,7 @@ do have one (or, for a distribution needed at least at that version, uses the im
 
 The matcher folder holds data only (JSON, ``.npz`` without pickles, HDF5 weights, a ``.keras`` file of which
 only the weights are read): loading it runs none of its content, and :func:`build_bundle` refuses a folder
-with any other file (an older matcher's ``models.joblib`` pickle). See docs/kaggle-bundle-safety.md.
+with any other file (an older matcher's ``models.joblib`` pickle). See docs/kaggle.md (What a bundle may contain).
 """
 
 from __future__ import annotations
