@@ -140,7 +140,8 @@ def resources_used(interval: float = 0.5) -> Iterator[dict]:
     me, result, done = psutil.Process(), {"peak_rss_gb": 0.0, "cpu_seconds": 0.0}, threading.Event()
     cpu: dict[int, float] = {}                      # pid -> CPU seconds last seen (an exited child keeps its last)
 
-    def rss() -> int:
+    def measure() -> int:
+        """Record each process's CPU time; return their summed resident memory."""
         total = 0
         for proc in (me, *me.children(recursive=True)):
             try:
@@ -152,14 +153,14 @@ def resources_used(interval: float = 0.5) -> Iterator[dict]:
                 pass
         return total
 
-    rss()
+    measure()
     baseline = dict(cpu)
     peak = 0
 
     def sample() -> None:
         nonlocal peak
         while not done.wait(interval):
-            peak = max(peak, rss())
+            peak = max(peak, measure())
 
     thread = threading.Thread(target=sample, daemon=True)
     thread.start()
@@ -168,7 +169,7 @@ def resources_used(interval: float = 0.5) -> Iterator[dict]:
     finally:
         done.set()
         thread.join()
-        peak = max(peak, rss())
+        peak = max(peak, measure())
         result["peak_rss_gb"] = round(peak / 2**30, 2)
         result["cpu_seconds"] = round(sum(cpu.values()) - sum(baseline.values()), 1)
 

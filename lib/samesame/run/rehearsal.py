@@ -15,10 +15,11 @@ import os
 import sys
 import time
 from pathlib import Path
+from unittest.mock import patch
 
 import pandas as pd
 
-from samesame.data.listings import SOLUTION_FILE, DataError, check_data_dir
+from samesame.data.listings import DataError, load_dataset
 from samesame.data.submission import score_submission
 from samesame.run.pipeline import RUNS_ROOT, resources_used
 from samesame.run.runs import RunError, machine, run_folder, writing
@@ -28,20 +29,20 @@ OFFLINE = {"PIP_NO_INDEX": "1", "HTTP_PROXY": "http://127.0.0.1:9", "HTTPS_PROXY
 """What keeps the notebook offline, as Kaggle's code competitions are: no package index, no proxy that answers."""
 
 
-def run_bundle_notebook(bundle: Path, data_dir: Path, working: Path, batch_size: int = 64) -> dict:
+def run_bundle_notebook(bundle: Path, data_dir: Path, working: Path, batch_size: int = 64,
+                        solution: pd.DataFrame | None = None) -> dict:
     """Execute the bundle's notebook on ``data_dir`` into ``working`` (its /kaggle/working); return what it took
-    and, where ``data_dir`` has the truth, how it scored."""
+    and, given the folder's ``solution`` (:func:`samesame.data.listings.load_dataset` reads and checks it), how it
+    scored."""
     import papermill as pm
 
     notebook = bundle / "notebook" / "samesame-inference.ipynb"
     if not notebook.is_file():
         raise DataError(f"{notebook} not found: build the bundle first (make kaggle RUN=<run>)")
     working.mkdir(parents=True, exist_ok=True)
-    saved = {key: os.environ.get(key) for key in OFFLINE}
-    os.environ.update(OFFLINE)
     started = time.perf_counter()
     try:
-        with resources_used() as used:
+        with patch.dict(os.environ, OFFLINE), resources_used() as used:     # the kernel inherits the environment
             pm.execute_notebook(str(notebook), str(working / "samesame-inference.ipynb"), cwd=str(working),
                                 parameters={"input_dir": str(data_dir), "bundle_dir": str(bundle / "dataset"),
                                             "output_dir": str(working), "batch_size": batch_size},
@@ -49,17 +50,10 @@ def run_bundle_notebook(bundle: Path, data_dir: Path, working: Path, batch_size:
     except pm.PapermillExecutionError as err:
         raise DataError(f"the bundle's notebook failed in cell {err.exec_count}: {err.ename}: {err.evalue}; "
                         f"read {working / 'samesame-inference.ipynb'}") from None
-    finally:
-        for key, value in saved.items():
-            if value is None:
-                os.environ.pop(key, None)
-            else:
-                os.environ[key] = value
     sub = pd.read_csv(working / "submission.csv", dtype=str, keep_default_na=False)
     record = {"wall_seconds": round(time.perf_counter() - started, 1), **used, "test_listings": len(sub),
               "machine": machine()}
-    if (data_dir / SOLUTION_FILE).is_file():
-        solution = pd.read_csv(data_dir / SOLUTION_FILE, dtype=str, keep_default_na=False)
+    if solution is not None:
         record["mean_f1"] = round(float(score_submission(sub, solution).mean_f1), 4)
     return record
 
@@ -73,10 +67,10 @@ def main(argv: list[str] | None = None) -> dict:
     args = parser.parse_args(argv)
     try:
         path = run_folder(RUNS_ROOT, args.run)          # checked before anything is written
-        data_dir = check_data_dir(Path(args.data_dir).resolve())
+        ds = load_dataset(Path(args.data_dir).resolve())   # test.csv and its solution checked before the run
         with writing(path, f"python -m samesame.run.rehearsal --run {args.run}") as run:
-            record = run_bundle_notebook(Path(args.bundle).resolve(), data_dir, path / "kaggle_working",
-                                         args.batch_size)
+            record = run_bundle_notebook(Path(args.bundle).resolve(), ds.data_dir, path / "kaggle_working",
+                                         args.batch_size, ds.solution)
             run.record("kaggle_notebook", record)
     except (DataError, RunError) as err:
         raise SystemExit(f"error: {err}") from None
