@@ -3,9 +3,11 @@
 (`make test-all`)."""
 
 import json
+import os
 import shutil
 import subprocess
 from dataclasses import asdict
+from pathlib import Path
 
 import nbformat
 import pandas as pd
@@ -63,6 +65,20 @@ def test_executed_notebooks_hold_no_tensorflow_log_lines(tiny_run):
     for nb in notebooks():
         text = (run.path / f"{nb.stem}.ipynb").read_text()
         assert not [line for line in TENSORFLOW_LOG_LINES if line in text], nb.stem
+
+
+@pytest.mark.skipif(os.name != "posix", reason="Unix sockets")
+def test_a_notebooks_kernel_is_reached_over_private_unix_sockets_not_tcp(tmp_path, capfd):
+    nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(
+        "from ipykernel.kernelapp import IPKernelApp\nprint(IPKernelApp.instance().transport, IPKernelApp.instance().ip)")])
+    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
+    nbformat.write(nb, tmp_path / "in.ipynb")
+    pipeline.execute_notebook(tmp_path / "in.ipynb", tmp_path / "out.ipynb", {}, tmp_path)
+    transport, ip = nbformat.read(tmp_path / "out.ipynb", as_version=4).cells[0].outputs[0]["text"].split()
+    assert transport == "ipc" and Path(ip).parent.name.startswith("samesame-kernel-")
+    assert not Path(ip).parent.exists()                 # the folder and its sockets went with the kernel
+    assert "without encryption" not in capfd.readouterr().err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["in.ipynb", "out.ipynb"]
 
 
 def test_tiny_run_scores_its_known_f1(tiny_run):

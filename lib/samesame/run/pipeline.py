@@ -19,6 +19,7 @@ import json
 import os
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 from contextlib import contextmanager
@@ -26,6 +27,7 @@ from pathlib import Path
 from typing import Iterator
 
 import papermill as pm
+from traitlets.config import Config
 
 from samesame.data.listings import DataError, Dataset, check_data_dir, load_dataset
 from samesame.run import settings
@@ -40,6 +42,17 @@ PARAMETERS = ("profile", "data_dir", "run_dir")
 
 NEEDS_TEST_CSV = ("07_submission",)
 """The notebooks that need the data folder's test.csv (a submission lists every test listing)."""
+
+
+def execute_notebook(notebook: Path, out: Path, parameters: dict, cwd: Path) -> None:
+    """Execute ``notebook`` into ``out`` with papermill, its kernel reached over Unix sockets in a private temporary
+    folder where the OS has them: over TCP, every listener on this host could read the cells and outputs (ipykernel
+    warns so on every start); the folder and its sockets are removed when the kernel stops."""
+    with tempfile.TemporaryDirectory(prefix="samesame-kernel-") as sockets:
+        config = Config({"KernelManager": {"transport": "ipc", "ip": os.path.join(sockets, "k")}}) \
+            if os.name == "posix" else Config()
+        pm.execute_notebook(str(notebook), str(out), parameters=parameters, cwd=str(cwd), kernel_name="python3",
+                            progress_bar=False, log_output=False, config=config)
 
 
 def notebooks(only: list[str] | None = None, notebooks_dir: Path = NOTEBOOKS_DIR) -> list[Path]:
@@ -236,8 +249,7 @@ def _execute(run: Run, chosen: list[Path], profile_name: str, command: str, cfg:
         started = time.perf_counter()
         try:
             with resources_used() as used:
-                pm.execute_notebook(str(nb), str(out), parameters=params, cwd=str(nb.parent),
-                                    kernel_name="python3", progress_bar=False, log_output=False)
+                execute_notebook(nb, out, params, nb.parent)
             record["finished"][nb.stem] = mark
         except pm.PapermillExecutionError as err:
             raise SystemExit(f"[{nb.stem}] failed in cell {err.exec_count}: {err.ename}: {err.evalue}\n"

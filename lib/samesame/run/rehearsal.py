@@ -21,7 +21,7 @@ import pandas as pd
 
 from samesame.data.listings import DataError, load_dataset
 from samesame.data.submission import score_submission
-from samesame.run.pipeline import RUNS_ROOT, resources_used
+from samesame.run.pipeline import RUNS_ROOT, execute_notebook, resources_used
 from samesame.run.runs import RunError, machine, run_folder, writing
 
 OFFLINE = {"PIP_NO_INDEX": "1", "HTTP_PROXY": "http://127.0.0.1:9", "HTTPS_PROXY": "http://127.0.0.1:9",
@@ -43,10 +43,9 @@ def run_bundle_notebook(bundle: Path, data_dir: Path, working: Path, batch_size:
     started = time.perf_counter()
     try:
         with patch.dict(os.environ, OFFLINE), resources_used() as used:     # the kernel inherits the environment
-            pm.execute_notebook(str(notebook), str(working / "samesame-inference.ipynb"), cwd=str(working),
-                                parameters={"input_dir": str(data_dir), "bundle_dir": str(bundle / "dataset"),
-                                            "output_dir": str(working), "batch_size": batch_size},
-                                kernel_name="python3", progress_bar=False, log_output=False)
+            execute_notebook(notebook, working / "samesame-inference.ipynb", cwd=working,
+                             parameters={"input_dir": str(data_dir), "bundle_dir": str(bundle / "dataset"),
+                                         "output_dir": str(working), "batch_size": batch_size})
     except pm.PapermillExecutionError as err:
         raise DataError(f"the bundle's notebook failed in cell {err.exec_count}: {err.ename}: {err.evalue}; "
                         f"read {working / 'samesame-inference.ipynb'}") from None
