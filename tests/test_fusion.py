@@ -127,9 +127,16 @@ def _check_matches(matches, n):
         assert m[0] == i and len(m) <= 50 and len(set(m.tolist())) == len(m)
 
 
-def test_matcher_round_trip_without_images():
+@pytest.fixture(scope="module")
+def encoder_cache(tmp_path_factory):
+    """One title-encoder cache for the matchers fitted on ``_listings()``: the second fit loads the encoders the first
+    trained (the same titles and settings), as a rerun of ``make fit`` does."""
+    return str(tmp_path_factory.mktemp("title-encoders"))
+
+
+def test_matcher_round_trip_without_images(encoder_cache):
     df, _ = _listings()
-    matcher = fit_matcher(df, OPTIONS.changed(title_model=replace(CFG.title_encoder, train_layers=1, epochs=2, batch_size=32), pair_classifier=True), progress=False)
+    matcher = fit_matcher(df, OPTIONS.changed(title_model=replace(CFG.title_encoder, train_layers=1, epochs=2, batch_size=32), pair_classifier=True), cache_dir=encoder_cache, progress=False)
     assert isinstance(matcher.recipe, Recipe) and matcher.recipe.pair_classifier is not None
     assert matcher.name.endswith("+pair_classifier")
     assert "title" in matcher.pair_classifier.feature_names
@@ -265,12 +272,12 @@ def test_recipe_json_round_trip_and_unknown_keys():
         Recipe.from_dict({"weights": {"tfidf": 1.0}, "threshold": 0.5, "rerank": {}})
 
 
-def test_saved_matcher_loads_and_gives_identical_matches(tmp_path):
+def test_saved_matcher_loads_and_gives_identical_matches(tmp_path, encoder_cache):
     df, rng = _listings()
     centres = rng.normal(size=(df["label_group"].nunique(), 12))
     vectors = (centres[df["label_group"] - 1000] + 0.3 * rng.normal(size=(len(df), 12))).astype(np.float32)
     ok = rng.random(len(df)) > 0.3
-    matcher = fit_matcher(df, OPTIONS.changed(title_model=replace(CFG.title_encoder, train_layers=1, epochs=2, batch_size=32), pair_classifier=True), image_embeddings=(vectors, ok), progress=False)
+    matcher = fit_matcher(df, OPTIONS.changed(title_model=replace(CFG.title_encoder, train_layers=1, epochs=2, batch_size=32), pair_classifier=True), image_embeddings=(vectors, ok), cache_dir=encoder_cache, progress=False)
     matcher.info["train_sha256"] = "abc"
     folder = matcher.save(tmp_path / "matcher")
     assert {"recipe.json", "matcher.json", "title_encoder", "pair_classifier"} <= {p.name for p in folder.iterdir()}
